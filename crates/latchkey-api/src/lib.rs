@@ -1,0 +1,16 @@
+#![forbid(unsafe_code)]
+//! The `OAuthClient` custom resource (`latchkey.dev/v1alpha1`): its types, the rules a spec
+//! must follow, and its conversion into a core client record.
+//!
+//! The same types are read from the Kubernetes API (operator) and from YAML files
+//! (standalone), so one set of manifests serves both modes.
+
+pub mod convert;
+pub mod duration;
+pub mod error;
+pub mod secret;
+pub mod types;
+
+pub use convert::client_spec;
+pub use error::ApiError;
+pub use types::{OAuthClient, OAuthClientSpec, OAuthClientStatus, SecretKeyRef};

@@ -1,0 +1,235 @@
+//! One registered client, checked and pre-rendered when it is loaded so that issuing a token
+//! only reads it.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::{CoreError, GrantType, ScopePolicy, SecretDigest};
+
+/// Claim names a client's static claims may not set: RFC 7519's registered names and the ones
+/// the token contract fills itself.
+pub const RESERVED_CLAIMS: [&str; 9] =
+    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "clientId", "scope"];
+
+/// The longest token lifetime a client may ask for. Key rotation keeps a retired key published
+/// for at least this long, so it bounds how long a compromised key stays trusted.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest client id accepted, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 256;
+
+/// What a client definition says, before it is checked.
+#[derive(Clone, Default)]
+pub struct ClientSpec {
+    pub client_id: String,
+    pub secret: Vec<u8>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub token_lifetime: Option<Duration>,
+    pub claims: Map<String, Value>,
+    pub disabled: bool,
+    /// Where the definition came from (`namespace/name`, `file#doc`), for logs and errors.
+    pub origin: String,
+}
+
+impl std::fmt::Debug for ClientSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSpec")
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked client, as the token endpoint reads it.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    client_id: String,
+    secret: SecretDigest,
+    grant_types: Vec<GrantType>,
+    scopes: ScopePolicy,
+    token_lifetime: Option<Duration>,
+    disabled: bool,
+    origin: String,
+    /// `,"aud":…,"claim":…` ready to close a token's claims object; empty when none.
+    extra_claims_json: String,
+}
+
+/// Whether `id` is usable as a client id: printable ASCII without space or ':' (a ':' could
+/// not be sent in HTTP Basic without encoding, and would be ambiguous in logs).
+fn check_client_id(id: &str) -> Result<(), CoreError> {
+    if id.is_empty() {
+        return Err(CoreError::InvalidClient("client id is empty".into()));
+    }
+    if id.len() > MAX_CLIENT_ID_LEN {
+        return Err(CoreError::InvalidClient(format!(
+            "client id is longer than {MAX_CLIENT_ID_LEN} bytes"
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(CoreError::InvalidClient(format!(
+            "client id {id:?} must be printable ASCII without spaces or ':'"
+        )));
+    }
+    Ok(())
+}
+
+impl ClientRecord {
+    /// Check a definition and prepare it for issuing.
+    pub fn new(spec: ClientSpec) -> Result<ClientRecord, CoreError> {
+        check_client_id(&spec.client_id)?;
+        if spec.secret.is_empty() {
+            return Err(CoreError::InvalidClient("client secret is empty".into()));
+        }
+        if let Some(lifetime) = spec.token_lifetime {
+            if lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME {
+                return Err(CoreError::InvalidClient(format!(
+                    "token lifetime must be between 1s and {}s",
+                    MAX_TOKEN_LIFETIME.as_secs()
+                )));
+            }
+        }
+        let scopes = ScopePolicy::new(&spec.scopes, &spec.default_scopes)?;
+        let extra_claims_json = render_extra_claims(&spec.audience, &spec.claims)?;
+        let mut grant_types = spec.grant_types;
+        grant_types.dedup();
+        Ok(ClientRecord {
+            client_id: spec.client_id,
+            secret: SecretDigest::of(&spec.secret),
+            grant_types,
+            scopes,
+            token_lifetime: spec.token_lifetime,
+            disabled: spec.disabled,
+            origin: spec.origin,
+            extra_claims_json,
+        })
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn secret_digest(&self) -> &SecretDigest {
+        &self.secret
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    pub fn scopes(&self) -> &ScopePolicy {
+        &self.scopes
+    }
+
+    /// The client's own lifetime, if it sets one.
+    pub fn token_lifetime(&self) -> Option<Duration> {
+        self.token_lifetime
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The pre-rendered `aud` and static claims, each preceded by a comma.
+    pub fn extra_claims_json(&self) -> &str {
+        &self.extra_claims_json
+    }
+}
+
+fn render_extra_claims(audience: &[String], claims: &Map<String, Value>) -> Result<String, CoreError> {
+    let mut out = String::new();
+    let push = |out: &mut String, name: &str, value: &Value| {
+        out.push(',');
+        out.push_str(&Value::String(name.to_owned()).to_string());
+        out.push(':');
+        out.push_str(&value.to_string());
+    };
+    if audience.iter().any(|a| a.is_empty()) {
+        return Err(CoreError::InvalidClient("audience entries must not be empty".into()));
+    }
+    match audience {
+        [] => {}
+        [one] => push(&mut out, "aud", &Value::String(one.clone())),
+        many => push(&mut out, "aud", &Value::from(many.to_vec())),
+    }
+    for (name, value) in claims {
+        if RESERVED_CLAIMS.contains(&name.as_str()) {
+            return Err(CoreError::InvalidClient(format!(
+                "claim {name:?} is set by Latchkey and cannot be a static claim"
+            )));
+        }
+        if name.is_empty() {
+            return Err(CoreError::InvalidClient("claim names must not be empty".into()));
+        }
+        push(&mut out, name, value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn spec(id: &str, secret: &str) -> ClientSpec {
+        ClientSpec {
+            client_id: id.into(),
+            secret: secret.as_bytes().to_vec(),
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: vec!["apk:*".into()],
+            default_scopes: vec!["default".into()],
+            origin: "test".into(),
+            ..ClientSpec::default()
+        }
+    }
+
+    #[test]
+    fn renders_audience_then_claims_by_name() {
+        let mut s = spec("a", "b");
+        s.audience = vec!["orders-api".into()];
+        s.claims.insert("organization".into(), "apps".into());
+        s.claims.insert("groups".into(), serde_json::json!(["x", "y"]));
+        let c = ClientRecord::new(s).unwrap();
+        assert_eq!(
+            c.extra_claims_json(),
+            r#","aud":"orders-api","groups":["x","y"],"organization":"apps""#
+        );
+        let mut s = spec("a", "b");
+        s.audience = vec!["x".into(), "y".into()];
+        assert_eq!(ClientRecord::new(s).unwrap().extra_claims_json(), r#","aud":["x","y"]"#);
+    }
+
+    #[test]
+    fn rejects_reserved_claims_and_bad_fields() {
+        for name in RESERVED_CLAIMS {
+            let mut s = spec("a", "b");
+            s.claims.insert(name.into(), "x".into());
+            assert!(ClientRecord::new(s).is_err(), "{name}");
+        }
+        assert!(ClientRecord::new(spec("", "b")).is_err());
+        assert!(ClientRecord::new(spec("a b", "b")).is_err());
+        assert!(ClientRecord::new(spec("a:b", "b")).is_err());
+        assert!(ClientRecord::new(spec("a", "")).is_err());
+        let mut s = spec("a", "b");
+        s.token_lifetime = Some(Duration::from_secs(0));
+        assert!(ClientRecord::new(s).is_err());
+        let mut s = spec("a", "b");
+        s.token_lifetime = Some(MAX_TOKEN_LIFETIME + Duration::from_secs(1));
+        assert!(ClientRecord::new(s).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let s = spec("a", "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let c = ClientRecord::new(s).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

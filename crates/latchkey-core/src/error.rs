@@ -1,0 +1,24 @@
+//! The core crate's one error type: configuration that cannot become a client, a key or a token.
+
+/// Why a client, key or token could not be built.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CoreError {
+    /// A client definition breaks a rule (the message names the field).
+    #[error("invalid client: {0}")]
+    InvalidClient(String),
+    /// Two definitions claim the same client id.
+    #[error("client id {0:?} is defined more than once")]
+    DuplicateClientId(String),
+    /// A scope or scope pattern is malformed or not allowed.
+    #[error("invalid scope: {0}")]
+    InvalidScope(String),
+    /// Key material could not be generated, parsed or used.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// A key set breaks a rule (no active key, duplicate kid).
+    #[error("key set: {0}")]
+    KeySet(String),
+    /// Signing failed (the crypto library refused).
+    #[error("signing failed")]
+    Signing,
+}

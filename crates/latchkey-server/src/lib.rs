@@ -1,0 +1,22 @@
+#![forbid(unsafe_code)]
+//! Latchkey's HTTP(S) front: the token endpoint, JWKS and discovery documents, TLS, request
+//! limits, and the admin listener (health, readiness, metrics).
+//!
+//! The server never calls out on the request path: it reads the core `Issuer`'s snapshots.
+
+pub mod admin;
+pub mod app;
+pub mod basic_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod metrics;
+pub mod response;
+pub mod serve;
+pub mod tls;
+pub mod token_endpoint;
+
+pub use app::{App, AppConfig};
+pub use error::ServerError;
+pub use metrics::Metrics;
+pub use serve::{Limits, serve};

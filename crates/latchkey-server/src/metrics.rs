@@ -1,0 +1,166 @@
+//! Prometheus metrics. Label values are bounded sets (results, grant types, kids), never
+//! client input, secrets or tokens. Counters on the token path are resolved once at start, so
+//! a request only touches atomics.
+
+use std::time::Duration;
+
+use latchkey_core::{ErrorCode, KeySet, Registry};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry as PromRegistry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    result: &'static str,
+    grant_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    kid: String,
+    alg: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    source: &'static str,
+    result: &'static str,
+}
+
+/// Results a token request can end with: success or one of the OAuth error codes.
+const RESULTS: usize = 1 + ErrorCode::ALL.len();
+/// Grant type label values: the one we implement, and everything else.
+const GRANTS: [&str; 2] = ["client_credentials", "other"];
+
+/// Every metric Latchkey exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: PromRegistry,
+    token_requests: Vec<Counter>,
+    token_latency: Histogram,
+    clients_loaded: Gauge,
+    signing_keys: Family<KeyLabels, Gauge>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn result_label(result: Option<ErrorCode>) -> &'static str {
+    result.map_or("success", ErrorCode::as_str)
+}
+
+fn result_index(result: Option<ErrorCode>) -> usize {
+    result.map_or(0, |code| 1 + ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = PromRegistry::with_prefix("latchkey");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let mut token_requests = Vec::with_capacity(RESULTS * GRANTS.len());
+        for result in std::iter::once(None).chain(ErrorCode::ALL.map(Some)) {
+            for grant_type in GRANTS {
+                let labels = RequestLabels { result: result_label(result), grant_type };
+                token_requests.push(requests.get_or_create(&labels).clone());
+            }
+        }
+        registry.register("token_requests", "Token requests by result and grant type", requests.clone());
+        let token_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        registry.register(
+            "token_request_duration_seconds",
+            "Time from request received to response ready, token endpoint",
+            token_latency.clone(),
+        );
+        let clients_loaded = Gauge::default();
+        registry.register("clients_loaded", "Clients in the live registry", clients_loaded.clone());
+        let signing_keys = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "signing_key_info",
+            "Published signing keys (1 each), by kid, algorithm and state",
+            signing_keys.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("reloads", "Reloads of clients, keys and TLS material by result", reloads.clone());
+        let last_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time of the last successful load of the client registry",
+            last_sync.clone(),
+        );
+        Metrics { registry, token_requests, token_latency, clients_loaded, signing_keys, reloads, last_sync }
+    }
+
+    /// Count one token request and its latency.
+    pub fn observe_token_request(&self, grant_type: Option<&str>, result: Option<ErrorCode>, elapsed: Duration) {
+        let grant = usize::from(grant_type != Some(GRANTS[0]));
+        self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
+        self.token_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Record a new registry snapshot.
+    pub fn observe_registry(&self, registry: &Registry, unix_now: f64) {
+        self.clients_loaded.set(registry.len() as i64);
+        self.last_sync.set(unix_now);
+    }
+
+    /// Record a new key set.
+    pub fn observe_keys(&self, keys: &KeySet) {
+        self.signing_keys.clear();
+        for key in keys.published() {
+            let state = if key.kid() == keys.active().kid() { "active" } else { "published" };
+            self.signing_keys
+                .get_or_create(&KeyLabels { kid: key.kid().to_owned(), alg: key.alg().as_str(), state })
+                .set(1);
+        }
+    }
+
+    /// Count a reload of `source` (clients, keys, tls).
+    pub fn observe_reload(&self, source: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.reloads.get_or_create(&ReloadLabels { source, result }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_result_and_grant() {
+        let m = Metrics::new();
+        m.observe_token_request(Some("client_credentials"), None, Duration::from_millis(1));
+        m.observe_token_request(Some("password"), Some(ErrorCode::UnsupportedGrantType), Duration::from_millis(1));
+        m.observe_token_request(None, Some(ErrorCode::InvalidRequest), Duration::from_millis(1));
+        let text = m.encode();
+        assert!(text.contains(r#"latchkey_token_requests_total{result="success",grant_type="client_credentials"} 1"#), "{text}");
+        assert!(text.contains(r#"latchkey_token_requests_total{result="unsupported_grant_type",grant_type="other"} 1"#));
+        assert!(text.contains(r#"latchkey_token_requests_total{result="invalid_request",grant_type="other"} 1"#));
+        assert!(text.contains("latchkey_token_request_duration_seconds_count 3"));
+    }
+}

@@ -1,0 +1,237 @@
+//! `POST /oauth2/token`: take the request apart, run the grant, answer per RFC 6749 §5.1/5.2,
+//! and leave one log line and one metric sample behind. Never logs a secret or a token.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest};
+
+use crate::{
+    App, basic_auth,
+    form::{self, TokenForm},
+    response::{self, Body},
+};
+
+/// How the client authenticated, for the log.
+#[derive(Clone, Copy)]
+enum AuthMethod {
+    None,
+    Basic,
+    Post,
+}
+
+impl AuthMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+        }
+    }
+}
+
+/// Why a request failed before or during the grant.
+enum Failure {
+    OAuth(OAuthError),
+    TooLarge(usize),
+    Timeout,
+}
+
+impl Failure {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Failure::OAuth(e) => e.code,
+            Failure::TooLarge(_) | Failure::Timeout => ErrorCode::InvalidRequest,
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        match self {
+            Failure::OAuth(e) => response::oauth_error(e),
+            Failure::TooLarge(max) => {
+                let e = OAuthError::invalid_request(format!("the request body exceeds {max} bytes"));
+                let mut res = response::oauth_error(&e);
+                *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                res
+            }
+            Failure::Timeout => {
+                let e = OAuthError::invalid_request("the request body was not received in time");
+                let mut res = response::oauth_error(&e);
+                *res.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                res
+            }
+        }
+    }
+}
+
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
+        Failure::OAuth(e)
+    }
+}
+
+/// What the log line says about the request.
+struct Seen {
+    client_id: Option<String>,
+    grant_type: Option<String>,
+    auth: AuthMethod,
+}
+
+pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let mut seen = Seen { client_id: None, grant_type: None, auth: AuthMethod::None };
+    let result = run(app, req, &mut seen).await;
+    let elapsed = started.elapsed();
+    let code = result.as_ref().err().map(Failure::code);
+    app.metrics.observe_token_request(seen.grant_type.as_deref(), code, elapsed);
+    let res = match result {
+        Ok(token) => success(&token),
+        Err(failure) => failure.response(),
+    };
+    tracing::info!(
+        target: "latchkey::access",
+        client_id = loggable(seen.client_id.as_deref()),
+        grant_type = grant_label(seen.grant_type.as_deref()),
+        auth = seen.auth.as_str(),
+        result = code.map_or("success", ErrorCode::as_str),
+        status = res.status().as_u16(),
+        latency_us = elapsed.as_micros() as u64,
+        "token request"
+    );
+    res
+}
+
+async fn run<B>(app: &App, req: Request<B>, seen: &mut Seen) -> Result<IssuedToken, Failure>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    check_content_type(&parts.headers)?;
+    let body = read_body(app, &parts.headers, body).await?;
+    let form = form::parse_token_form(&body)?;
+    seen.grant_type = form.grant_type.clone();
+    let (client_id, client_secret, auth) = credentials(&parts.headers, &form, seen)?;
+    seen.auth = auth;
+    let grant_type = form
+        .grant_type
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("parameter grant_type is missing"))?;
+    let request = TokenRequest {
+        grant_type,
+        client_id: &client_id,
+        client_secret: client_secret.as_bytes(),
+        scope: form.scope.as_deref(),
+    };
+    Ok(app.issuer.issue(request, SystemTime::now())?)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(OAuthError::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    };
+    let media_type = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"))
+    }
+}
+
+async fn read_body<B>(app: &App, headers: &HeaderMap, body: B) -> Result<Bytes, Failure>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max = app.config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Failure::TooLarge(max));
+    }
+    let collected = tokio::time::timeout(app.config.body_timeout, Limited::new(body, max).collect()).await;
+    match collected {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::TooLarge(max)),
+        Ok(Err(_)) => Err(OAuthError::invalid_request("the request body could not be read").into()),
+    }
+}
+
+/// The client id and secret, from exactly one of HTTP Basic and the form.
+fn credentials(
+    headers: &HeaderMap,
+    form: &TokenForm,
+    seen: &mut Seen,
+) -> Result<(String, String, AuthMethod), OAuthError> {
+    let mut auth_headers = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = auth_headers.next();
+    if auth_headers.next().is_some() {
+        return Err(OAuthError::invalid_request("more than one Authorization header"));
+    }
+    if let Some(value) = authorization {
+        let Some(basic) = basic_auth::parse(value.as_bytes())? else {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "client authentication must use HTTP Basic or form parameters",
+            ));
+        };
+        seen.client_id = Some(basic.client_id.clone());
+        if form.client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "client authenticated by both HTTP Basic and client_secret: use one method",
+            ));
+        }
+        if form.client_id.as_ref().is_some_and(|id| *id != basic.client_id) {
+            return Err(OAuthError::invalid_request("client_id does not match the HTTP Basic client id"));
+        }
+        return Ok((basic.client_id, basic.client_secret, AuthMethod::Basic));
+    }
+    seen.client_id = form.client_id.clone();
+    match (&form.client_id, &form.client_secret) {
+        (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), AuthMethod::Post)),
+        (None, Some(_)) => Err(OAuthError::invalid_request("client_secret was sent without client_id")),
+        (Some(_), None) => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")),
+        (None, None) => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication is required")),
+    }
+}
+
+fn success(token: &IssuedToken) -> Response<Body> {
+    let body = serde_json::json!({
+        "access_token": token.access_token,
+        "token_type": "Bearer",
+        "expires_in": token.expires_in,
+        "scope": token.scope,
+    });
+    response::no_store(response::json(StatusCode::OK, body.to_string()))
+}
+
+/// A client id fit for a log line: printable ASCII and bounded, else a placeholder (a caller
+/// controls this value).
+fn loggable(id: Option<&str>) -> &str {
+    match id {
+        None => "-",
+        Some(id) if id.len() <= latchkey_core::client::MAX_CLIENT_ID_LEN
+            && id.bytes().all(|b| b.is_ascii_graphic()) => id,
+        Some(_) => "<unprintable>",
+    }
+}
+
+/// The grant type as a bounded label: one Latchkey knows, or `other`.
+fn grant_label(grant: Option<&str>) -> &'static str {
+    match grant {
+        None => "-",
+        Some(g) => GrantType::parse(g).map_or("other", GrantType::as_str),
+    }
+}
