@@ -1,0 +1,166 @@
+//! Command-line interface. Every flag also reads a `LATCHKEY_*` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use latchkey_core::{SigningAlgorithm, apk};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "A Kubernetes-native OAuth 2.0 token issuer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve tokens from YAML files and a local state directory, with no cluster.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlg {
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<KeyAlg> for SigningAlgorithm {
+    fn from(a: KeyAlg) -> Self {
+        match a {
+            KeyAlg::Rs256 => SigningAlgorithm::RS256,
+            KeyAlg::Es256 => SigningAlgorithm::ES256,
+            KeyAlg::EdDsa => SigningAlgorithm::EdDSA,
+        }
+    }
+}
+
+/// Flags shared by every serving mode: listeners, TLS, tokens, logs, limits.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the token endpoint (HTTPS unless --plaintext).
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "0.0.0.0:9095")]
+    pub listen: SocketAddr,
+    /// Address of the admin endpoint (plain HTTP: /healthz, /readyz, /metrics).
+    #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", default_value = "127.0.0.1:9096")]
+    pub admin_listen: SocketAddr,
+    /// Serving certificate chain (PEM); reloaded when the file changes. Needs --tls-key.
+    #[arg(long, env = "LATCHKEY_TLS_CERT", requires = "tls_key", conflicts_with = "plaintext")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving private key (PEM); reloaded when the file changes. Needs --tls-cert.
+    #[arg(long, env = "LATCHKEY_TLS_KEY", requires = "tls_cert", conflicts_with = "plaintext")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra subject alternative name (DNS name or IP) for the self-signed certificate; repeatable.
+    #[arg(long = "tls-san", env = "LATCHKEY_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+    /// Serve plain HTTP (behind a mesh or a TLS-terminating proxy).
+    #[arg(long, env = "LATCHKEY_PLAINTEXT")]
+    pub plaintext: bool,
+    /// The `iss` claim of every token.
+    #[arg(long, env = "LATCHKEY_ISSUER", default_value = apk::ISSUER)]
+    pub issuer: String,
+    /// Token lifetime for clients that set none (e.g. 3600s, 1h).
+    #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// Base URL advertised in discovery documents (default: from the request's Host).
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long verifiers may cache the JWKS (Cache-Control max-age).
+    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+    /// Log format.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. info or latchkey=debug).
+    #[arg(long, env = "LATCHKEY_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Connections served at once on each listener.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take before the process exits.
+    #[arg(long, env = "LATCHKEY_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// OAuthClient and Secret manifests: a YAML file or a directory of them. Omitted: APK's
+    /// default non-production client (testing only).
+    #[arg(long, env = "LATCHKEY_CLIENTS")]
+    pub clients: Option<PathBuf>,
+    /// Where the signing key and the self-signed certificate are kept.
+    #[arg(long, env = "LATCHKEY_STATE_DIR", default_value = "./.latchkey")]
+    pub state_dir: PathBuf,
+    /// Signing algorithm of a newly made key.
+    #[arg(long, env = "LATCHKEY_KEY_ALG", value_enum, default_value = "RS256")]
+    pub key_alg: KeyAlg,
+    /// RSA modulus size of a newly made RS256 key (2048, 3072 or 4096).
+    #[arg(long, env = "LATCHKEY_RSA_BITS", default_value_t = 2048, value_parser = parse_rsa_bits)]
+    pub rsa_bits: u32,
+    /// The `kid` of the signing key (APK's gateway pins this one).
+    #[arg(long, env = "LATCHKEY_KID", default_value = apk::KID)]
+    pub kid: String,
+    /// How often the clients files and TLS files are checked for changes.
+    #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+}
+
+fn parse_rsa_bits(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(bits) if latchkey_core::keys::RSA_BITS.contains(&bits) => Ok(bits),
+        _ => Err(format!("{text:?} is not one of 2048, 3072, 4096")),
+    }
+}
+
+/// A duration like `3600s`, `5m`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_follow_apk() {
+        let cli = Cli::try_parse_from(["latchkey", "standalone"]).unwrap();
+        let Command::Standalone(a) = cli.command;
+        assert_eq!(a.serve.listen.to_string(), "0.0.0.0:9095");
+        assert_eq!(a.serve.admin_listen.to_string(), "127.0.0.1:9096");
+        assert_eq!(a.serve.issuer, "https://idp.am.wso2.com/token");
+        assert_eq!(a.serve.token_lifetime, Duration::from_secs(3600));
+        assert_eq!(a.kid, "gateway_certificate_alias");
+        assert_eq!(a.key_alg, KeyAlg::Rs256);
+        assert_eq!(a.rsa_bits, 2048);
+    }
+
+    #[test]
+    fn durations_accept_units_and_seconds() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+    }
+}

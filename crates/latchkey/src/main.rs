@@ -1,0 +1,42 @@
+#![forbid(unsafe_code)]
+//! `latchkey`: wires the command line to the token service.
+
+mod cli;
+mod error;
+mod files;
+mod logging;
+mod self_signed;
+mod serving;
+mod standalone;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider for the whole process, installed before anything uses TLS.
+    if rustls::crypto::aws_lc_rs::default_provider().install_default().is_err() {
+        eprintln!("latchkey: a TLS crypto provider was already installed");
+        return std::process::ExitCode::FAILURE;
+    }
+    let result = match cli.command {
+        Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
+            .and_then(|()| runtime()?.block_on(standalone::run(args))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "latchkey stopped");
+            eprintln!("latchkey: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, error::Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::Config(format!("cannot start the async runtime: {e}")))
+}

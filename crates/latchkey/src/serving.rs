@@ -1,0 +1,117 @@
+//! Starting the public and admin listeners from the shared serving flags, and stopping them
+//! on SIGTERM/SIGINT after in-flight requests finish.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use latchkey_server::{
+    App, AppConfig, Limits, Metrics, admin::Admin, serve,
+    tls::{self, CertStore},
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{cli::ServeArgs, error::Error, self_signed};
+
+/// The public listener's settings from the flags.
+pub fn app_config(args: &ServeArgs) -> AppConfig {
+    AppConfig {
+        public_url: args.public_url.clone(),
+        scheme: if args.plaintext { "http" } else { "https" },
+        jwks_max_age: args.jwks_max_age,
+        ..AppConfig::default()
+    }
+}
+
+fn limits(args: &ServeArgs) -> Limits {
+    Limits {
+        max_connections: args.max_connections.max(1),
+        idle_timeout: args.idle_timeout,
+        drain_timeout: args.drain_timeout,
+        ..Limits::default()
+    }
+}
+
+/// The TLS acceptor for the public listener: the given files (watched for changes), or the
+/// self-signed certificate kept in `state_dir`; `None` with `--plaintext`.
+fn tls(
+    args: &ServeArgs,
+    state_dir: &Path,
+    metrics: &Arc<Metrics>,
+    reload_every: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<TlsAcceptor>, Error> {
+    if args.plaintext {
+        tracing::warn!("serving plain HTTP (--plaintext): put TLS in front of this listener");
+        return Ok(None);
+    }
+    let store = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let store = CertStore::new(tls::load_files(cert, key)?);
+            tokio::spawn(tls::watch_files(
+                store.clone(),
+                cert.clone(),
+                key.clone(),
+                reload_every,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+            store
+        }
+        _ => {
+            let (cert, key) = self_signed::load_or_create(state_dir, &args.tls_sans)?;
+            CertStore::new(tls::certified_key_from_pem(cert.as_bytes(), key.as_bytes())?)
+        }
+    };
+    Ok(Some(TlsAcceptor::from(tls::server_config(store)?)))
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+}
+
+/// Serve the token endpoint and the admin endpoint until a termination signal, then drain.
+pub async fn run(
+    args: &ServeArgs,
+    state_dir: &Path,
+    app: Arc<App>,
+    admin: Arc<Admin>,
+    reload_every: Duration,
+    shutdown_tx: watch::Sender<bool>,
+) -> Result<(), Error> {
+    let shutdown = shutdown_tx.subscribe();
+    let acceptor = tls(args, state_dir, &app.metrics, reload_every, &shutdown)?;
+    let public = bind(args.listen).await?;
+    let admin_listener = bind(args.admin_listen).await?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let public_addr = public.local_addr().map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| Error::Bind { addr: args.admin_listen, source })?;
+    tracing::info!(listener = "token", addr = %public_addr, scheme, "listening");
+    tracing::info!(listener = "admin", addr = %admin_addr, scheme = "http", "listening");
+    let limits = limits(args);
+    let public_task = tokio::spawn(serve(public, acceptor, app, limits.clone(), shutdown.clone()));
+    let admin_task = tokio::spawn(serve(admin_listener, None, admin, limits, shutdown));
+    terminated().await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = shutdown_tx.send(true);
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

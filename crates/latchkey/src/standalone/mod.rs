@@ -1,0 +1,107 @@
+//! `latchkey standalone`: the token service with no cluster, from YAML files and a local state
+//! directory.
+
+pub mod clients;
+pub mod keys;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use latchkey_core::{Issuer, KeySet, SigningKey, TokenSettings};
+use latchkey_server::{App, Metrics, admin::Admin};
+use tokio::sync::watch;
+
+use crate::{cli::StandaloneArgs, error::Error, files, serving};
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
+    files::ensure_private_dir(&args.state_dir)?;
+    let material = keys::load_or_create(&args.state_dir, args.key_alg.into(), args.rsa_bits)?;
+    let keys = KeySet::single(SigningKey::new(args.kid.clone(), &material)?);
+    let registry = match &args.clients {
+        Some(path) => {
+            let registry = clients::load(path)?;
+            tracing::info!(path = %path.display(), clients = registry.len(), "clients loaded");
+            registry
+        }
+        None => {
+            tracing::warn!(
+                client_id = latchkey_core::apk::DEFAULT_CLIENT_ID,
+                "no --clients given: serving APK's default non-production client, whose secret is public; for testing only"
+            );
+            clients::apk_default()
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe_registry(&registry, unix_now());
+    metrics.observe_keys(&keys);
+    let settings = TokenSettings { issuer: args.serve.issuer.clone(), default_lifetime: args.serve.token_lifetime };
+    if settings.default_lifetime.is_zero() || settings.default_lifetime > latchkey_core::client::MAX_TOKEN_LIFETIME {
+        return Err(Error::Config(format!(
+            "--token-lifetime must be between 1s and {}s",
+            latchkey_core::client::MAX_TOKEN_LIFETIME.as_secs()
+        )));
+    }
+    let issuer = Arc::new(Issuer::new(settings, registry, keys));
+    let app = Arc::new(App::new(issuer.clone(), metrics.clone(), serving::app_config(&args.serve)));
+    let admin = Arc::new(Admin { metrics: metrics.clone(), ready: Arc::new(AtomicBool::new(true)) });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(path) = args.clients.clone() {
+        tokio::spawn(watch_clients(path, args.reload_interval, issuer, metrics, shutdown_rx));
+    }
+    serving::run(&args.serve, &args.state_dir, app, admin, args.reload_interval, shutdown_tx).await
+}
+
+/// Reload the clients whenever the manifests change; a failed load keeps the last good state.
+async fn watch_clients(
+    path: PathBuf,
+    every: Duration,
+    issuer: Arc<Issuer>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen = clients::fingerprint(&path);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = clients::fingerprint(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || clients::load(&path)).await
+        };
+        match loaded {
+            Ok(Ok(registry)) => {
+                tracing::info!(path = %path.display(), clients = registry.len(), "clients reloaded");
+                metrics.observe_registry(&registry, unix_now());
+                metrics.observe_reload("clients", true);
+                issuer.replace_registry(registry);
+            }
+            Ok(Err(e)) => {
+                metrics.observe_reload("clients", false);
+                for problem in &e.0 {
+                    tracing::error!(
+                        file = %problem.file.display(),
+                        document = problem.doc,
+                        reason = %problem.reason,
+                        "clients not reloaded; the last good clients keep serving"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "clients reload task failed"),
+        }
+    }
+}
+
