@@ -8,21 +8,28 @@ use crate::{ApiError, OAuthClientSpec, duration};
 /// server, such as standalone files), naming the field at fault.
 pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::InvalidSpec(m));
-    if let Some(id) = &spec.client_id {
-        if id.is_empty() {
-            return bad("spec.clientId: must not be empty".into());
-        }
+    if spec.client_id.as_ref().is_some_and(String::is_empty) {
+        return bad("spec.clientId: must not be empty".into());
     }
-    if let Some(r) = &spec.secret_ref {
-        if r.name.is_empty() || r.key.is_empty() {
-            return bad("spec.secretRef: name and key must not be empty".into());
-        }
+    if spec
+        .secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name.is_empty() || r.key.is_empty())
+    {
+        return bad("spec.secretRef: name and key must not be empty".into());
     }
     if let Some(d) = &spec.access_token_lifetime {
-        duration::parse(d).map_err(|e| ApiError::InvalidSpec(format!("spec.accessTokenLifetime: {e}")))?;
+        duration::parse(d)
+            .map_err(|e| ApiError::InvalidSpec(format!("spec.accessTokenLifetime: {e}")))?;
     }
-    if let Some(name) = spec.claims.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
-        return bad(format!("spec.claims: {name:?} is a registered claim and is set by Latchkey"));
+    if let Some(name) = spec
+        .claims
+        .keys()
+        .find(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+    {
+        return bad(format!(
+            "spec.claims: {name:?} is a registered claim and is set by Latchkey"
+        ));
     }
     Ok(())
 }
@@ -84,13 +91,19 @@ disabled: false
         let c = client_spec(&spec, "orders-gateway", b"s", "apps/orders-gateway".into()).unwrap();
         let record = ClientRecord::new(c).unwrap();
         assert_eq!(record.token_lifetime().unwrap().as_secs(), 3600);
-        assert_eq!(record.extra_claims_json(), r#","aud":"orders-api","organization":"apps""#);
+        assert_eq!(
+            record.extra_claims_json(),
+            r#","aud":"orders-api","organization":"apps""#
+        );
     }
 
     #[test]
     fn defaults_apply_when_fields_are_omitted() {
         let spec = parse("{}");
-        assert_eq!(spec.grant_types, vec![crate::types::GrantTypeName::ClientCredentials]);
+        assert_eq!(
+            spec.grant_types,
+            vec![crate::types::GrantTypeName::ClientCredentials]
+        );
         assert_eq!(spec.default_scopes, vec!["default".to_string()]);
         assert!(!spec.disabled);
     }

@@ -11,11 +11,18 @@ pub const PATTERN: &str = "^([0-9]+(h|m|s))+$";
 pub fn parse(text: &str) -> Result<Duration, String> {
     let well_formed = !text.is_empty()
         && text.ends_with(['h', 'm', 's'])
-        && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'h' | b'm' | b's'))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'h' | b'm' | b's'))
         && !text.starts_with(['h', 'm', 's'])
-        && !text.as_bytes().windows(2).any(|w| !w[0].is_ascii_digit() && !w[1].is_ascii_digit());
+        && !text
+            .as_bytes()
+            .windows(2)
+            .any(|w| !w[0].is_ascii_digit() && !w[1].is_ascii_digit());
     if !well_formed {
-        return Err(format!("{text:?} is not a duration like 1h, 90m, 1h30m or 3600s"));
+        return Err(format!(
+            "{text:?} is not a duration like 1h, 90m, 1h30m or 3600s"
+        ));
     }
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration: {e}"))
 }
@@ -35,7 +42,9 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "1", "h", "1 h", "1hour", "1.5h", "-1h", "1d", "1hm", "m1"] {
+        for bad in [
+            "", "1", "h", "1 h", "1hour", "1.5h", "-1h", "1d", "1hm", "m1",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

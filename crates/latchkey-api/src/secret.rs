@@ -13,7 +13,11 @@ pub fn value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
         return Some(v.as_bytes().to_vec());
     }
-    secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.clone())
 }
 
 /// The name of the Secret the operator generates for an `OAuthClient` without `secretRef`.
@@ -34,7 +38,10 @@ mod tests {
                 ("a".to_string(), ByteString(b"from-data".to_vec())),
                 ("b".to_string(), ByteString(b"only-data".to_vec())),
             ])),
-            string_data: Some(BTreeMap::from([("a".to_string(), "from-string".to_string())])),
+            string_data: Some(BTreeMap::from([(
+                "a".to_string(),
+                "from-string".to_string(),
+            )])),
             ..Secret::default()
         };
         assert_eq!(value(&s, "a").unwrap(), b"from-string");

@@ -9,8 +9,9 @@ use crate::{CoreError, GrantType, ScopePolicy, SecretDigest};
 
 /// Claim names a client's static claims may not set: RFC 7519's registered names and the ones
 /// the token contract fills itself.
-pub const RESERVED_CLAIMS: [&str; 9] =
-    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "clientId", "scope"];
+pub const RESERVED_CLAIMS: [&str; 9] = [
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "clientId", "scope",
+];
 
 /// The longest token lifetime a client may ask for. Key rotation keeps a retired key published
 /// for at least this long, so it bounds how long a compromised key stays trusted.
@@ -85,13 +86,13 @@ impl ClientRecord {
         if spec.secret.is_empty() {
             return Err(CoreError::InvalidClient("client secret is empty".into()));
         }
-        if let Some(lifetime) = spec.token_lifetime {
-            if lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME {
-                return Err(CoreError::InvalidClient(format!(
-                    "token lifetime must be between 1s and {}s",
-                    MAX_TOKEN_LIFETIME.as_secs()
-                )));
-            }
+        if let Some(lifetime) = spec.token_lifetime
+            && (lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME)
+        {
+            return Err(CoreError::InvalidClient(format!(
+                "token lifetime must be between 1s and {}s",
+                MAX_TOKEN_LIFETIME.as_secs()
+            )));
         }
         let scopes = ScopePolicy::new(&spec.scopes, &spec.default_scopes)?;
         let extra_claims_json = render_extra_claims(&spec.audience, &spec.claims)?;
@@ -144,7 +145,10 @@ impl ClientRecord {
     }
 }
 
-fn render_extra_claims(audience: &[String], claims: &Map<String, Value>) -> Result<String, CoreError> {
+fn render_extra_claims(
+    audience: &[String],
+    claims: &Map<String, Value>,
+) -> Result<String, CoreError> {
     let mut out = String::new();
     let push = |out: &mut String, name: &str, value: &Value| {
         out.push(',');
@@ -153,7 +157,9 @@ fn render_extra_claims(audience: &[String], claims: &Map<String, Value>) -> Resu
         out.push_str(&value.to_string());
     };
     if audience.iter().any(|a| a.is_empty()) {
-        return Err(CoreError::InvalidClient("audience entries must not be empty".into()));
+        return Err(CoreError::InvalidClient(
+            "audience entries must not be empty".into(),
+        ));
     }
     match audience {
         [] => {}
@@ -167,7 +173,9 @@ fn render_extra_claims(audience: &[String], claims: &Map<String, Value>) -> Resu
             )));
         }
         if name.is_empty() {
-            return Err(CoreError::InvalidClient("claim names must not be empty".into()));
+            return Err(CoreError::InvalidClient(
+                "claim names must not be empty".into(),
+            ));
         }
         push(&mut out, name, value);
     }
@@ -195,7 +203,8 @@ pub(crate) mod tests {
         let mut s = spec("a", "b");
         s.audience = vec!["orders-api".into()];
         s.claims.insert("organization".into(), "apps".into());
-        s.claims.insert("groups".into(), serde_json::json!(["x", "y"]));
+        s.claims
+            .insert("groups".into(), serde_json::json!(["x", "y"]));
         let c = ClientRecord::new(s).unwrap();
         assert_eq!(
             c.extra_claims_json(),
@@ -203,7 +212,10 @@ pub(crate) mod tests {
         );
         let mut s = spec("a", "b");
         s.audience = vec!["x".into(), "y".into()];
-        assert_eq!(ClientRecord::new(s).unwrap().extra_claims_json(), r#","aud":["x","y"]"#);
+        assert_eq!(
+            ClientRecord::new(s).unwrap().extra_claims_json(),
+            r#","aud":["x","y"]"#
+        );
     }
 
     #[test]

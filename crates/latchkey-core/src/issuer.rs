@@ -107,12 +107,26 @@ mod tests {
         none.grant_types.clear();
         let registry =
             Registry::new([spec("a", "pw"), none].map(|s| ClientRecord::new(s).unwrap())).unwrap();
-        let key = SigningKey::new("k", &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap()).unwrap();
+        let key = SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
+        )
+        .unwrap();
         Issuer::new(TokenSettings::default(), registry, KeySet::single(key))
     }
 
-    fn req<'a>(grant: &'a str, id: &'a str, secret: &'a str, scope: Option<&'a str>) -> TokenRequest<'a> {
-        TokenRequest { grant_type: grant, client_id: id, client_secret: secret.as_bytes(), scope }
+    fn req<'a>(
+        grant: &'a str,
+        id: &'a str,
+        secret: &'a str,
+        scope: Option<&'a str>,
+    ) -> TokenRequest<'a> {
+        TokenRequest {
+            grant_type: grant,
+            client_id: id,
+            client_secret: secret.as_bytes(),
+            scope,
+        }
     }
 
     #[test]
@@ -120,11 +134,28 @@ mod tests {
         let i = issuer();
         let now = SystemTime::now();
         let code = |r| i.issue(r, now).unwrap_err().code;
-        assert_eq!(code(req("password", "a", "pw", None)), ErrorCode::UnsupportedGrantType);
-        assert_eq!(code(req("client_credentials", "a", "bad", None)), ErrorCode::InvalidClient);
-        assert_eq!(code(req("client_credentials", "no-grants", "pw", None)), ErrorCode::UnauthorizedClient);
-        assert_eq!(code(req("client_credentials", "a", "pw", Some("nope"))), ErrorCode::InvalidScope);
-        let ok = i.issue(req("client_credentials", "a", "pw", Some("apk:x default")), now).unwrap();
+        assert_eq!(
+            code(req("password", "a", "pw", None)),
+            ErrorCode::UnsupportedGrantType
+        );
+        assert_eq!(
+            code(req("client_credentials", "a", "bad", None)),
+            ErrorCode::InvalidClient
+        );
+        assert_eq!(
+            code(req("client_credentials", "no-grants", "pw", None)),
+            ErrorCode::UnauthorizedClient
+        );
+        assert_eq!(
+            code(req("client_credentials", "a", "pw", Some("nope"))),
+            ErrorCode::InvalidScope
+        );
+        let ok = i
+            .issue(
+                req("client_credentials", "a", "pw", Some("apk:x default")),
+                now,
+            )
+            .unwrap();
         assert_eq!(ok.scope, "apk:x default");
     }
 
@@ -132,9 +163,18 @@ mod tests {
     fn a_swapped_registry_takes_effect() {
         let i = issuer();
         let now = SystemTime::now();
-        assert!(i.issue(req("client_credentials", "a", "pw", None), now).is_ok());
+        assert!(
+            i.issue(req("client_credentials", "a", "pw", None), now)
+                .is_ok()
+        );
         i.replace_registry(Registry::new([ClientRecord::new(spec("a", "new")).unwrap()]).unwrap());
-        assert!(i.issue(req("client_credentials", "a", "pw", None), now).is_err());
-        assert!(i.issue(req("client_credentials", "a", "new", None), now).is_ok());
+        assert!(
+            i.issue(req("client_credentials", "a", "pw", None), now)
+                .is_err()
+        );
+        assert!(
+            i.issue(req("client_credentials", "a", "new", None), now)
+                .is_ok()
+        );
     }
 }

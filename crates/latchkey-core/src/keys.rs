@@ -96,11 +96,17 @@ impl KeyMaterial {
             SigningAlgorithm::ES256 => {
                 let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
                     .map_err(|_| failed("P-256"))?;
-                pair.to_pkcs8v1().map_err(|_| failed("P-256"))?.as_ref().to_vec()
+                pair.to_pkcs8v1()
+                    .map_err(|_| failed("P-256"))?
+                    .as_ref()
+                    .to_vec()
             }
             SigningAlgorithm::EdDSA => {
                 let pair = Ed25519KeyPair::generate().map_err(|_| failed("Ed25519"))?;
-                pair.to_pkcs8().map_err(|_| failed("Ed25519"))?.as_ref().to_vec()
+                pair.to_pkcs8()
+                    .map_err(|_| failed("Ed25519"))?
+                    .as_ref()
+                    .to_vec()
             }
         };
         Ok(KeyMaterial { alg, pkcs8 })
@@ -162,9 +168,9 @@ impl Signer {
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &m.pkcs8)
                     .map_err(rejected)?,
             ),
-            SigningAlgorithm::EdDSA => {
-                Signer::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&m.pkcs8).map_err(rejected)?)
-            }
+            SigningAlgorithm::EdDSA => Signer::Ed25519(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(&m.pkcs8).map_err(rejected)?,
+            ),
         })
     }
 
@@ -176,9 +182,11 @@ impl Signer {
                     .map_err(|_| CoreError::Signing)?;
                 Ok(sig)
             }
-            Signer::Ecdsa(pair) => {
-                Ok(pair.sign(rng, message).map_err(|_| CoreError::Signing)?.as_ref().to_vec())
-            }
+            Signer::Ecdsa(pair) => Ok(pair
+                .sign(rng, message)
+                .map_err(|_| CoreError::Signing)?
+                .as_ref()
+                .to_vec()),
             Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
@@ -197,7 +205,9 @@ impl Signer {
                 // Uncompressed SEC1 point: 0x04 || x (32 bytes) || y (32 bytes).
                 let point = pair.public_key().as_ref();
                 if point.len() != 65 || point[0] != 4 {
-                    return Err(CoreError::Key("unexpected P-256 public key encoding".into()));
+                    return Err(CoreError::Key(
+                        "unexpected P-256 public key encoding".into(),
+                    ));
                 }
                 AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
                     key_type: EllipticCurveKeyType::EC,
@@ -218,9 +228,24 @@ impl Signer {
     fn public_key_der(&self) -> Result<Vec<u8>, CoreError> {
         let failed = |_| CoreError::Key("could not encode the public key".into());
         Ok(match self {
-            Signer::Rsa(pair) => pair.public_key().as_der().map_err(failed)?.as_ref().to_vec(),
-            Signer::Ecdsa(pair) => pair.public_key().as_der().map_err(failed)?.as_ref().to_vec(),
-            Signer::Ed25519(pair) => pair.public_key().as_der().map_err(failed)?.as_ref().to_vec(),
+            Signer::Rsa(pair) => pair
+                .public_key()
+                .as_der()
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Signer::Ecdsa(pair) => pair
+                .public_key()
+                .as_der()
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Signer::Ed25519(pair) => pair
+                .public_key()
+                .as_der()
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
         })
     }
 }
@@ -239,7 +264,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -302,7 +330,8 @@ impl SigningKey {
 
     /// A compact JWS of the given claims JSON: `header.payload.signature`.
     pub fn sign_compact(&self, claims_json: &[u8]) -> Result<String, CoreError> {
-        let mut out = String::with_capacity(self.header_prefix.len() + claims_json.len() * 4 / 3 + 400);
+        let mut out =
+            String::with_capacity(self.header_prefix.len() + claims_json.len() * 4 / 3 + 400);
         out.push_str(&self.header_prefix);
         B64.encode_string(claims_json, &mut out);
         let signature = self.signer.sign(&self.rng, out.as_bytes())?;
@@ -331,7 +360,10 @@ impl KeySet {
     }
 
     /// A set whose `published` keys (active one included) make up the JWKS, in that order.
-    pub fn new(active: Arc<SigningKey>, published: Vec<Arc<SigningKey>>) -> Result<KeySet, CoreError> {
+    pub fn new(
+        active: Arc<SigningKey>,
+        published: Vec<Arc<SigningKey>>,
+    ) -> Result<KeySet, CoreError> {
         if !published.iter().any(|k| Arc::ptr_eq(k, &active)) {
             return Err(CoreError::KeySet("the active key must be published".into()));
         }
@@ -340,12 +372,19 @@ impl KeySet {
                 return Err(CoreError::KeySet(format!("kid {:?} appears twice", k.kid)));
             }
         }
-        let set = JwkSet { keys: published.iter().map(|k| k.jwk.clone()).collect() };
+        let set = JwkSet {
+            keys: published.iter().map(|k| k.jwk.clone()).collect(),
+        };
         let jwks_json = serde_json::to_string(&set)
             .map_err(|e| CoreError::KeySet(format!("JWKS could not be encoded: {e}")))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwks_json.as_bytes());
         let etag = format!("\"{}\"", B64.encode(&digest.as_ref()[..16]));
-        Ok(KeySet { active, published, jwks_json, etag })
+        Ok(KeySet {
+            active,
+            published,
+            jwks_json,
+            etag,
+        })
     }
 
     /// The key that signs now.
@@ -383,12 +422,18 @@ mod tests {
         let mut v = Validation::new(alg);
         v.required_spec_claims.clear();
         v.validate_exp = false;
-        jsonwebtoken::decode::<serde_json::Value>(token, &decoding, &v).unwrap().claims
+        jsonwebtoken::decode::<serde_json::Value>(token, &decoding, &v)
+            .unwrap()
+            .claims
     }
 
     #[test]
     fn every_algorithm_signs_what_its_jwk_verifies() {
-        for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+        for alg in [
+            SigningAlgorithm::RS256,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+        ] {
             let material = KeyMaterial::generate(alg, 2048).unwrap();
             let key = SigningKey::new("k1", &material).unwrap();
             let token = key.sign_compact(br#"{"sub":"x"}"#).unwrap();
@@ -413,7 +458,10 @@ mod tests {
         let key = SigningKey::new("gateway_certificate_alias", &material).unwrap();
         let token = key.sign_compact(b"{}").unwrap();
         let header = B64.decode(token.split('.').next().unwrap()).unwrap();
-        assert_eq!(header, br#"{"alg":"EdDSA","typ":"JWT","kid":"gateway_certificate_alias"}"#);
+        assert_eq!(
+            header,
+            br#"{"alg":"EdDSA","typ":"JWT","kid":"gateway_certificate_alias"}"#
+        );
     }
 
     #[test]

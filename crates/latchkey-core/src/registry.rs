@@ -14,7 +14,10 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { clients: HashMap::new(), decoy: SecretDigest::decoy() }
+        Registry {
+            clients: HashMap::new(),
+            decoy: SecretDigest::decoy(),
+        }
     }
 }
 
@@ -29,7 +32,10 @@ impl Registry {
                 return Err(CoreError::DuplicateClientId(id));
             }
         }
-        Ok(Registry { clients, decoy: SecretDigest::decoy() })
+        Ok(Registry {
+            clients,
+            decoy: SecretDigest::decoy(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -50,7 +56,11 @@ impl Registry {
 
     /// Authenticate a client by id and secret. Unknown id, wrong secret and disabled client
     /// give the same error after the same work: one digest and one constant-time comparison.
-    pub fn authenticate(&self, client_id: &str, secret: &[u8]) -> Result<&Arc<ClientRecord>, OAuthError> {
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        secret: &[u8],
+    ) -> Result<&Arc<ClientRecord>, OAuthError> {
         let record = self.clients.get(client_id);
         let digest = record.map_or(&self.decoy, |r| r.secret_digest());
         let secret_ok = digest.matches(secret);
@@ -69,8 +79,10 @@ mod tests {
     fn registry() -> Registry {
         let mut off = spec("off", "pw");
         off.disabled = true;
-        Registry::new([spec("a", "pw-a"), spec("b", "pw-b"), off].map(|s| ClientRecord::new(s).unwrap()))
-            .unwrap()
+        Registry::new(
+            [spec("a", "pw-a"), spec("b", "pw-b"), off].map(|s| ClientRecord::new(s).unwrap()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -87,8 +99,9 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let err = Registry::new([spec("a", "1"), spec("a", "2")].map(|s| ClientRecord::new(s).unwrap()))
-            .unwrap_err();
+        let err =
+            Registry::new([spec("a", "1"), spec("a", "2")].map(|s| ClientRecord::new(s).unwrap()))
+                .unwrap_err();
         assert_eq!(err, CoreError::DuplicateClientId("a".into()));
     }
 }

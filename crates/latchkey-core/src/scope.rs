@@ -63,7 +63,10 @@ impl ScopePolicy {
             .iter()
             .map(|s| Pattern::parse(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = ScopePolicy { allowed, default_grant: String::new() };
+        let policy = ScopePolicy {
+            allowed,
+            default_grant: String::new(),
+        };
         let mut grant: Vec<&str> = Vec::new();
         for d in defaults {
             let d = d.as_ref();
@@ -81,7 +84,10 @@ impl ScopePolicy {
                 grant.push(d);
             }
         }
-        Ok(ScopePolicy { default_grant: grant.join(" "), ..policy })
+        Ok(ScopePolicy {
+            default_grant: grant.join(" "),
+            ..policy
+        })
     }
 
     /// Whether a single requested scope is allowed.
@@ -157,10 +163,19 @@ mod tests {
     #[test]
     fn trailing_star_matches_a_prefix() {
         let p = policy(&["apk:*", "orders:read"], &["default"]);
-        assert_eq!(p.grant(Some("apk:api_create orders:read")).unwrap(), "apk:api_create orders:read");
+        assert_eq!(
+            p.grant(Some("apk:api_create orders:read")).unwrap(),
+            "apk:api_create orders:read"
+        );
         assert_eq!(p.grant(Some("apk:x apk:x")).unwrap(), "apk:x");
-        assert_eq!(p.grant(Some("apk:")).unwrap_err().code, ErrorCode::InvalidScope);
-        assert_eq!(p.grant(Some("apkx")).unwrap_err().code, ErrorCode::InvalidScope);
+        assert_eq!(
+            p.grant(Some("apk:")).unwrap_err().code,
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(
+            p.grant(Some("apkx")).unwrap_err().code,
+            ErrorCode::InvalidScope
+        );
         let any = policy(&["*"], &["default"]);
         assert_eq!(any.grant(Some("anything")).unwrap(), "anything");
     }
@@ -177,7 +192,11 @@ mod tests {
     fn malformed_requests_are_invalid_scope() {
         let p = policy(&["*"], &["default"]);
         for bad in ["a  b", " a", "a ", "a\"b", "a\\b", "apk:*", "é"] {
-            assert_eq!(p.grant(Some(bad)).unwrap_err().code, ErrorCode::InvalidScope, "{bad:?}");
+            assert_eq!(
+                p.grant(Some(bad)).unwrap_err().code,
+                ErrorCode::InvalidScope,
+                "{bad:?}"
+            );
         }
     }
 

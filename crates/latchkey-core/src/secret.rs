@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        assert_eq!(format!("{:?}", SecretDigest::of(b"x")), "SecretDigest(<redacted>)");
+        assert_eq!(
+            format!("{:?}", SecretDigest::of(b"x")),
+            "SecretDigest(<redacted>)"
+        );
     }
 
     #[test]

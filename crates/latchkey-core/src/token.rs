@@ -70,7 +70,10 @@ pub fn mint(
     scope: &str,
     now: SystemTime,
 ) -> Result<IssuedToken, CoreError> {
-    let lifetime = client.token_lifetime().unwrap_or(settings.default_lifetime).as_secs();
+    let lifetime = client
+        .token_lifetime()
+        .unwrap_or(settings.default_lifetime)
+        .as_secs();
     let iat = unix_seconds(now);
     let mut jti = uuid::Uuid::encode_buffer();
     let jti = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti);
@@ -92,7 +95,11 @@ pub fn mint(
         json.extend_from_slice(extra.as_bytes());
         json.push(b'}');
     }
-    Ok(IssuedToken { access_token: key.sign_compact(&json)?, expires_in: lifetime, scope: scope.to_owned() })
+    Ok(IssuedToken {
+        access_token: key.sign_compact(&json)?,
+        expires_in: lifetime,
+        scope: scope.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -108,7 +115,11 @@ mod tests {
 
     #[test]
     fn claims_follow_the_contract() {
-        let key = SigningKey::new("k", &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap()).unwrap();
+        let key = SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
+        )
+        .unwrap();
         let client = ClientRecord::new(spec("c1", "s")).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let t = mint(&key, &TokenSettings::default(), &client, "default", now).unwrap();
@@ -117,7 +128,12 @@ mod tests {
         let names: Vec<&str> = c.keys().map(String::as_str).collect();
         let mut sorted = names.clone();
         sorted.sort();
-        assert_eq!(sorted, ["clientId", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"]);
+        assert_eq!(
+            sorted,
+            [
+                "clientId", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"
+            ]
+        );
         assert_eq!(c["iss"], apk::ISSUER);
         assert_eq!(c["sub"], "c1");
         assert_eq!(c["clientId"], "c1");
@@ -130,7 +146,11 @@ mod tests {
 
     #[test]
     fn client_lifetime_audience_and_claims_apply() {
-        let key = SigningKey::new("k", &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap()).unwrap();
+        let key = SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
+        )
+        .unwrap();
         let mut s = spec("c1", "s");
         s.token_lifetime = Some(Duration::from_secs(60));
         s.audience = vec!["orders-api".into()];
@@ -147,7 +167,11 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let t = IssuedToken { access_token: "eyJ.secret".into(), expires_in: 1, scope: "x".into() };
+        let t = IssuedToken {
+            access_token: "eyJ.secret".into(),
+            expires_in: 1,
+            scope: "x".into(),
+        };
         assert!(!format!("{t:?}").contains("eyJ"));
     }
 }

@@ -40,7 +40,9 @@ impl Admin {
                 let mut res = Response::new(Body::from(self.metrics.encode()));
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 res
             }

@@ -15,8 +15,10 @@ use crate::{
 /// Paths of the JWK Set: Latchkey's own, the well-known one, and APK 1.x's.
 pub const JWKS_PATHS: [&str; 3] = ["/oauth2/jwks", "/.well-known/jwks.json", "/oauth2/keys"];
 pub const TOKEN_PATH: &str = "/oauth2/token";
-pub const DISCOVERY_PATHS: [&str; 2] =
-    ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"];
+pub const DISCOVERY_PATHS: [&str; 2] = [
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+];
 
 /// Settings of the public listener.
 #[derive(Debug, Clone)]
@@ -56,7 +58,11 @@ pub struct App {
 
 impl App {
     pub fn new(issuer: Arc<Issuer>, metrics: Arc<Metrics>, config: AppConfig) -> App {
-        App { issuer, metrics, config }
+        App {
+            issuer,
+            metrics,
+            config,
+        }
     }
 
     /// Answer one request.
@@ -74,7 +80,11 @@ impl App {
             return response::method_not_allowed("POST");
         }
         if JWKS_PATHS.contains(&path) {
-            return if readable { discovery::jwks(self, &req) } else { response::method_not_allowed("GET, HEAD") };
+            return if readable {
+                discovery::jwks(self, &req)
+            } else {
+                response::method_not_allowed("GET, HEAD")
+            };
         }
         if DISCOVERY_PATHS.contains(&path) {
             return if readable {

@@ -48,7 +48,9 @@ mod tests {
 
     #[test]
     fn form_decodes_each_part() {
-        let c = parse(header("my%3Aid:a%3Ab%25c%2Bd+e").as_bytes()).unwrap().unwrap();
+        let c = parse(header("my%3Aid:a%3Ab%25c%2Bd+e").as_bytes())
+            .unwrap()
+            .unwrap();
         assert_eq!(c.client_id, "my:id");
         assert_eq!(c.client_secret, "a:b%c+d e");
     }

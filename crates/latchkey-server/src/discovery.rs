@@ -27,7 +27,10 @@ pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
         r
     } else {
         let mut r = response::json(StatusCode::OK, keys.jwks_json().to_owned());
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
         r
     };
     let h = res.headers_mut();
@@ -49,9 +52,16 @@ fn base_url<B>(app: &App, req: &Request<B>) -> String {
         .uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
         .filter(|h| {
-            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         })
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{}://{authority}", app.config.scheme)
@@ -74,6 +84,9 @@ pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
         "token_signing_alg_values_supported": algs,
     });
     let mut res = response::json(StatusCode::OK, doc.to_string());
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     res
 }

@@ -20,7 +20,10 @@ impl std::fmt::Debug for TokenForm {
         f.debug_struct("TokenForm")
             .field("grant_type", &self.grant_type)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("scope", &self.scope)
             .finish()
     }
@@ -29,8 +32,11 @@ impl std::fmt::Debug for TokenForm {
 /// Decode one form-urlencoded component: `+` is a space, `%XX` a byte, and the result must be
 /// UTF-8. Shared with HTTP Basic credentials, which RFC 6749 §2.3.1 encodes the same way.
 pub fn decode_component(raw: &str) -> Option<String> {
-    let plus_as_space: Cow<'_, str> =
-        if raw.contains('+') { Cow::Owned(raw.replace('+', " ")) } else { Cow::Borrowed(raw) };
+    let plus_as_space: Cow<'_, str> = if raw.contains('+') {
+        Cow::Owned(raw.replace('+', " "))
+    } else {
+        Cow::Borrowed(raw)
+    };
     let bytes = raw.as_bytes();
     // A '%' must start a two-hex-digit escape.
     for (i, _) in raw.match_indices('%') {
@@ -39,7 +45,10 @@ pub fn decode_component(raw: &str) -> Option<String> {
             return None;
         }
     }
-    percent_encoding::percent_decode_str(&plus_as_space).decode_utf8().ok().map(Cow::into_owned)
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
 }
 
 /// Parse a token request body.
@@ -60,12 +69,19 @@ pub fn parse_token_form(body: &[u8]) -> Result<TokenForm, OAuthError> {
             _ => continue,
         };
         if slot.is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {name} is repeated"
+            )));
         }
         // Kept even when empty, so that a second copy still counts as a repeat.
         *slot = Some(value);
     }
-    for slot in [&mut form.grant_type, &mut form.client_id, &mut form.client_secret, &mut form.scope] {
+    for slot in [
+        &mut form.grant_type,
+        &mut form.client_id,
+        &mut form.client_secret,
+        &mut form.scope,
+    ] {
         if slot.as_deref() == Some("") {
             *slot = None;
         }
@@ -79,7 +95,8 @@ mod tests {
 
     #[test]
     fn parses_and_decodes() {
-        let f = parse_token_form(b"grant_type=client_credentials&scope=a+b%3Ac&other=x&other=y").unwrap();
+        let f = parse_token_form(b"grant_type=client_credentials&scope=a+b%3Ac&other=x&other=y")
+            .unwrap();
         assert_eq!(f.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(f.scope.as_deref(), Some("a b:c"));
         assert!(f.client_id.is_none());

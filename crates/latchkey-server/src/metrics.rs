@@ -68,7 +68,9 @@ fn result_label(result: Option<ErrorCode>) -> &'static str {
 }
 
 fn result_index(result: Option<ErrorCode>) -> usize {
-    result.map_or(0, |code| 1 + ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0))
+    result.map_or(0, |code| {
+        1 + ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0)
+    })
 }
 
 impl Metrics {
@@ -78,11 +80,18 @@ impl Metrics {
         let mut token_requests = Vec::with_capacity(RESULTS * GRANTS.len());
         for result in std::iter::once(None).chain(ErrorCode::ALL.map(Some)) {
             for grant_type in GRANTS {
-                let labels = RequestLabels { result: result_label(result), grant_type };
+                let labels = RequestLabels {
+                    result: result_label(result),
+                    grant_type,
+                };
                 token_requests.push(requests.get_or_create(&labels).clone());
             }
         }
-        registry.register("token_requests", "Token requests by result and grant type", requests.clone());
+        registry.register(
+            "token_requests",
+            "Token requests by result and grant type",
+            requests.clone(),
+        );
         let token_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         registry.register(
             "token_request_duration_seconds",
@@ -90,7 +99,11 @@ impl Metrics {
             token_latency.clone(),
         );
         let clients_loaded = Gauge::default();
-        registry.register("clients_loaded", "Clients in the live registry", clients_loaded.clone());
+        registry.register(
+            "clients_loaded",
+            "Clients in the live registry",
+            clients_loaded.clone(),
+        );
         let signing_keys = Family::<KeyLabels, Gauge>::default();
         registry.register(
             "signing_key_info",
@@ -98,18 +111,35 @@ impl Metrics {
             signing_keys.clone(),
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("reloads", "Reloads of clients, keys and TLS material by result", reloads.clone());
+        registry.register(
+            "reloads",
+            "Reloads of clients, keys and TLS material by result",
+            reloads.clone(),
+        );
         let last_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "last_sync_timestamp_seconds",
             "Unix time of the last successful load of the client registry",
             last_sync.clone(),
         );
-        Metrics { registry, token_requests, token_latency, clients_loaded, signing_keys, reloads, last_sync }
+        Metrics {
+            registry,
+            token_requests,
+            token_latency,
+            clients_loaded,
+            signing_keys,
+            reloads,
+            last_sync,
+        }
     }
 
     /// Count one token request and its latency.
-    pub fn observe_token_request(&self, grant_type: Option<&str>, result: Option<ErrorCode>, elapsed: Duration) {
+    pub fn observe_token_request(
+        &self,
+        grant_type: Option<&str>,
+        result: Option<ErrorCode>,
+        elapsed: Duration,
+    ) {
         let grant = usize::from(grant_type != Some(GRANTS[0]));
         self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
         self.token_latency.observe(elapsed.as_secs_f64());
@@ -125,9 +155,17 @@ impl Metrics {
     pub fn observe_keys(&self, keys: &KeySet) {
         self.signing_keys.clear();
         for key in keys.published() {
-            let state = if key.kid() == keys.active().kid() { "active" } else { "published" };
+            let state = if key.kid() == keys.active().kid() {
+                "active"
+            } else {
+                "published"
+            };
             self.signing_keys
-                .get_or_create(&KeyLabels { kid: key.kid().to_owned(), alg: key.alg().as_str(), state })
+                .get_or_create(&KeyLabels {
+                    kid: key.kid().to_owned(),
+                    alg: key.alg().as_str(),
+                    state,
+                })
                 .set(1);
         }
     }
@@ -135,7 +173,9 @@ impl Metrics {
     /// Count a reload of `source` (clients, keys, tls).
     pub fn observe_reload(&self, source: &'static str, ok: bool) {
         let result = if ok { "success" } else { "error" };
-        self.reloads.get_or_create(&ReloadLabels { source, result }).inc();
+        self.reloads
+            .get_or_create(&ReloadLabels { source, result })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -155,12 +195,24 @@ mod tests {
     fn counts_by_result_and_grant() {
         let m = Metrics::new();
         m.observe_token_request(Some("client_credentials"), None, Duration::from_millis(1));
-        m.observe_token_request(Some("password"), Some(ErrorCode::UnsupportedGrantType), Duration::from_millis(1));
-        m.observe_token_request(None, Some(ErrorCode::InvalidRequest), Duration::from_millis(1));
+        m.observe_token_request(
+            Some("password"),
+            Some(ErrorCode::UnsupportedGrantType),
+            Duration::from_millis(1),
+        );
+        m.observe_token_request(
+            None,
+            Some(ErrorCode::InvalidRequest),
+            Duration::from_millis(1),
+        );
         let text = m.encode();
         assert!(text.contains(r#"latchkey_token_requests_total{result="success",grant_type="client_credentials"} 1"#), "{text}");
-        assert!(text.contains(r#"latchkey_token_requests_total{result="unsupported_grant_type",grant_type="other"} 1"#));
-        assert!(text.contains(r#"latchkey_token_requests_total{result="invalid_request",grant_type="other"} 1"#));
+        assert!(text.contains(
+            r#"latchkey_token_requests_total{result="unsupported_grant_type",grant_type="other"} 1"#
+        ));
+        assert!(text.contains(
+            r#"latchkey_token_requests_total{result="invalid_request",grant_type="other"} 1"#
+        ));
         assert!(text.contains("latchkey_token_request_duration_seconds_count 3"));
     }
 }

@@ -11,8 +11,10 @@ pub type Body = Full<Bytes>;
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut res = Response::new(Full::new(body.into()));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -20,8 +22,10 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     res
 }
 
@@ -38,8 +42,10 @@ pub fn oauth_error(err: &OAuthError) -> Response<Body> {
     let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut res = no_store(json(status, err.to_json()));
     if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\""));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"latchkey\""),
+        );
     }
     res
 }
@@ -51,10 +57,14 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
         "error_description": format!("allowed methods: {allow}"),
     });
     let mut res = json(StatusCode::METHOD_NOT_ALLOWED, body.to_string());
-    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     res
 }
 
 pub fn not_found() -> Response<Body> {
-    json(StatusCode::NOT_FOUND, r#"{"error":"not_found","error_description":"no such resource"}"#)
+    json(
+        StatusCode::NOT_FOUND,
+        r#"{"error":"not_found","error_description":"no such resource"}"#,
+    )
 }

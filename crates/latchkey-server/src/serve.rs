@@ -75,7 +75,8 @@ struct Activity {
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -137,7 +138,12 @@ pub async fn serve<H: Handler>(
             match tls {
                 None => connection(TokioIo::new(stream), handler, &limits, shutdown).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(
+                        limits.tls_handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => connection(TokioIo::new(s), handler, &limits, shutdown).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -149,13 +155,20 @@ pub async fn serve<H: Handler>(
     drop(listener);
     // Every connection holds a slot: all slots back means all connections are done.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout reached with connections still open");
     }
 }
 
-async fn connection<I, H>(io: TokioIo<I>, handler: Arc<H>, limits: &Limits, mut shutdown: watch::Receiver<bool>)
-where
+async fn connection<I, H>(
+    io: TokioIo<I>,
+    handler: Arc<H>,
+    limits: &Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {

@@ -25,14 +25,20 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Parse a PEM certificate chain and private key, checking that they belong together.
-pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, ServerError> {
+pub fn certified_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, ServerError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ServerError::Tls(format!("certificate PEM: {e}")))?;
     if chain.is_empty() {
-        return Err(ServerError::Tls("no certificate in the certificate PEM".into()));
+        return Err(ServerError::Tls(
+            "no certificate in the certificate PEM".into(),
+        ));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| ServerError::Tls(format!("key PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| ServerError::Tls(format!("key PEM: {e}")))?;
     CertifiedKey::from_der(chain, key, &provider())
         .map_err(|e| ServerError::Tls(format!("certificate and key: {e}")))
 }
@@ -45,7 +51,9 @@ pub struct CertStore {
 
 impl CertStore {
     pub fn new(key: CertifiedKey) -> Arc<CertStore> {
-        Arc::new(CertStore { current: ArcSwap::from_pointee(key) })
+        Arc::new(CertStore {
+            current: ArcSwap::from_pointee(key),
+        })
     }
 
     pub fn replace(&self, key: CertifiedKey) {
@@ -84,7 +92,10 @@ fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
 /// Load a certificate and key from files.
 pub fn load_files(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| ServerError::Io { what: p.display().to_string(), source })
+        std::fs::read(p).map_err(|source| ServerError::Io {
+            what: p.display().to_string(),
+            source,
+        })
     };
     certified_key_from_pem(&read(cert)?, &read(key)?)
 }

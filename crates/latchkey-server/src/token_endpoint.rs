@@ -51,7 +51,8 @@ impl Failure {
         match self {
             Failure::OAuth(e) => response::oauth_error(e),
             Failure::TooLarge(max) => {
-                let e = OAuthError::invalid_request(format!("the request body exceeds {max} bytes"));
+                let e =
+                    OAuthError::invalid_request(format!("the request body exceeds {max} bytes"));
                 let mut res = response::oauth_error(&e);
                 *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                 res
@@ -85,11 +86,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let mut seen = Seen { client_id: None, grant_type: None, auth: AuthMethod::None };
+    let mut seen = Seen {
+        client_id: None,
+        grant_type: None,
+        auth: AuthMethod::None,
+    };
     let result = run(app, req, &mut seen).await;
     let elapsed = started.elapsed();
     let code = result.as_ref().err().map(Failure::code);
-    app.metrics.observe_token_request(seen.grant_type.as_deref(), code, elapsed);
+    app.metrics
+        .observe_token_request(seen.grant_type.as_deref(), code, elapsed);
     let res = match result {
         Ok(token) => success(&token),
         Err(failure) => failure.response(),
@@ -139,11 +145,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
             "Content-Type must be application/x-www-form-urlencoded",
         ));
     };
-    let media_type = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+    let media_type = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request("Content-Type must be application/x-www-form-urlencoded"))
+        Err(OAuthError::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ))
     }
 }
 
@@ -160,7 +174,8 @@ where
     if declared.is_some_and(|n| n > max as u64) {
         return Err(Failure::TooLarge(max));
     }
-    let collected = tokio::time::timeout(app.config.body_timeout, Limited::new(body, max).collect()).await;
+    let collected =
+        tokio::time::timeout(app.config.body_timeout, Limited::new(body, max).collect()).await;
     match collected {
         Err(_) => Err(Failure::Timeout),
         Ok(Ok(c)) => Ok(c.to_bytes()),
@@ -178,7 +193,9 @@ fn credentials(
     let mut auth_headers = headers.get_all(header::AUTHORIZATION).iter();
     let authorization = auth_headers.next();
     if auth_headers.next().is_some() {
-        return Err(OAuthError::invalid_request("more than one Authorization header"));
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
     }
     if let Some(value) = authorization {
         let Some(basic) = basic_auth::parse(value.as_bytes())? else {
@@ -193,28 +210,57 @@ fn credentials(
                 "client authenticated by both HTTP Basic and client_secret: use one method",
             ));
         }
-        if form.client_id.as_ref().is_some_and(|id| *id != basic.client_id) {
-            return Err(OAuthError::invalid_request("client_id does not match the HTTP Basic client id"));
+        if form
+            .client_id
+            .as_ref()
+            .is_some_and(|id| *id != basic.client_id)
+        {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the HTTP Basic client id",
+            ));
         }
         return Ok((basic.client_id, basic.client_secret, AuthMethod::Basic));
     }
     seen.client_id = form.client_id.clone();
     match (&form.client_id, &form.client_secret) {
         (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), AuthMethod::Post)),
-        (None, Some(_)) => Err(OAuthError::invalid_request("client_secret was sent without client_id")),
-        (Some(_), None) => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")),
-        (None, None) => Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication is required")),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_secret was sent without client_id",
+        )),
+        (Some(_), None) => Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client authentication failed",
+        )),
+        (None, None) => Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client authentication is required",
+        )),
     }
 }
 
+/// RFC 6749 §5.1 success body, members in APK's order.
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: &'a str,
+}
+
 fn success(token: &IssuedToken) -> Response<Body> {
-    let body = serde_json::json!({
-        "access_token": token.access_token,
-        "token_type": "Bearer",
-        "expires_in": token.expires_in,
-        "scope": token.scope,
-    });
-    response::no_store(response::json(StatusCode::OK, body.to_string()))
+    let body = TokenResponse {
+        access_token: &token.access_token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+        scope: &token.scope,
+    };
+    match serde_json::to_vec(&body) {
+        Ok(json) => response::no_store(response::json(StatusCode::OK, json)),
+        Err(_) => response::oauth_error(&OAuthError::new(
+            ErrorCode::ServerError,
+            "response encoding failed",
+        )),
+    }
 }
 
 /// A client id fit for a log line: printable ASCII and bounded, else a placeholder (a caller
@@ -222,8 +268,12 @@ fn success(token: &IssuedToken) -> Response<Body> {
 fn loggable(id: Option<&str>) -> &str {
     match id {
         None => "-",
-        Some(id) if id.len() <= latchkey_core::client::MAX_CLIENT_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_graphic()) => id,
+        Some(id)
+            if id.len() <= latchkey_core::client::MAX_CLIENT_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id
+        }
         Some(_) => "<unprintable>",
     }
 }

@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use latchkey_core::{SigningAlgorithm, apk};
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about = "A Kubernetes-native OAuth 2.0 token issuer")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "A Kubernetes-native OAuth 2.0 token issuer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,10 +58,20 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_ADMIN_LISTEN", default_value = "127.0.0.1:9096")]
     pub admin_listen: SocketAddr,
     /// Serving certificate chain (PEM); reloaded when the file changes. Needs --tls-key.
-    #[arg(long, env = "LATCHKEY_TLS_CERT", requires = "tls_key", conflicts_with = "plaintext")]
+    #[arg(
+        long,
+        env = "LATCHKEY_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "plaintext"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Serving private key (PEM); reloaded when the file changes. Needs --tls-cert.
-    #[arg(long, env = "LATCHKEY_TLS_KEY", requires = "tls_cert", conflicts_with = "plaintext")]
+    #[arg(
+        long,
+        env = "LATCHKEY_TLS_KEY",
+        requires = "tls_cert",
+        conflicts_with = "plaintext"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Extra subject alternative name (DNS name or IP) for the self-signed certificate; repeatable.
     #[arg(long = "tls-san", env = "LATCHKEY_TLS_SANS", value_delimiter = ',')]
@@ -131,7 +145,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h): {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration (e.g. 90s, 5m, 1h): {e}"))
 }
 
 #[cfg(test)]

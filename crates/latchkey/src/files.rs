@@ -16,7 +16,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), E
     fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true).mode(if private { 0o600 } else { 0o644 });
+    options
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 });
     let mut file = options.open(&tmp).map_err(Error::io(&tmp))?;
     file.write_all(contents).map_err(Error::io(&tmp))?;
     file.sync_all().map_err(Error::io(&tmp))?;

@@ -16,7 +16,10 @@ use crate::cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One crypto provider for the whole process, installed before anything uses TLS.
-    if rustls::crypto::aws_lc_rs::default_provider().install_default().is_err() {
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
         eprintln!("latchkey: a TLS crypto provider was already installed");
         return std::process::ExitCode::FAILURE;
     }

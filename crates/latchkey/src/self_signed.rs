@@ -41,37 +41,56 @@ pub fn sans(extra: &[String]) -> Vec<String> {
 pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<(String, String), Error> {
     let wanted = sans(extra_sans);
     let now = OffsetDateTime::now_utc();
-    let meta: Option<Meta> = std::fs::read(dir.join(META_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let meta: Option<Meta> = std::fs::read(dir.join(META_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let fresh = meta.as_ref().is_some_and(|m| {
         m.sans == wanted && m.not_after_unix > (now + RENEW_BEFORE).unix_timestamp()
     });
-    if fresh {
-        if let (Ok(cert), Ok(key)) =
-            (std::fs::read_to_string(dir.join(CERT_FILE)), std::fs::read_to_string(dir.join(KEY_FILE)))
-        {
-            return Ok((cert, key));
-        }
+    if fresh
+        && let (Ok(cert), Ok(key)) = (
+            std::fs::read_to_string(dir.join(CERT_FILE)),
+            std::fs::read_to_string(dir.join(KEY_FILE)),
+        )
+    {
+        return Ok((cert, key));
     }
     let (cert, key, not_after) = generate(&wanted, now)?;
     files::write_atomic(&dir.join(KEY_FILE), key.as_bytes(), true)?;
     files::write_atomic(&dir.join(CERT_FILE), cert.as_bytes(), false)?;
-    let meta = Meta { sans: wanted, not_after_unix: not_after.unix_timestamp() };
+    let meta = Meta {
+        sans: wanted,
+        not_after_unix: not_after.unix_timestamp(),
+    };
     let meta = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Config(e.to_string()))?;
     files::write_atomic(&dir.join(META_FILE), &meta, false)?;
     tracing::info!(dir = %dir.display(), "made a self-signed serving certificate");
     Ok((cert, key))
 }
 
-fn generate(sans: &[String], now: OffsetDateTime) -> Result<(String, String, OffsetDateTime), Error> {
+fn generate(
+    sans: &[String],
+    now: OffsetDateTime,
+) -> Result<(String, String, OffsetDateTime), Error> {
     let failed = |e: rcgen::Error| Error::Config(format!("self-signed certificate: {e}"));
     for san in sans {
-        if san.parse::<IpAddr>().is_err() && !san.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b)) {
-            return Err(Error::Config(format!("--tls-san {san:?} is neither a DNS name nor an IP address")));
+        if san.parse::<IpAddr>().is_err()
+            && !san
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b))
+        {
+            return Err(Error::Config(format!(
+                "--tls-san {san:?} is neither a DNS name nor an IP address"
+            )));
         }
     }
     let mut params = CertificateParams::new(sans.to_vec()).map_err(failed)?;
-    params.distinguished_name.push(DnType::CommonName, "latchkey");
-    params.distinguished_name.push(DnType::OrganizationName, "Latchkey self-signed");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "latchkey");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Latchkey self-signed");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = now - time::Duration::minutes(5);
     let not_after = now + VALIDITY;
@@ -92,7 +111,10 @@ mod tests {
         assert_eq!(load_or_create(dir.path(), &[]).unwrap(), first);
         let other = load_or_create(dir.path(), &["idp.example.com".into()]).unwrap();
         assert_ne!(other, first);
-        assert!(latchkey_server::tls::certified_key_from_pem(other.0.as_bytes(), other.1.as_bytes()).is_ok());
+        assert!(
+            latchkey_server::tls::certified_key_from_pem(other.0.as_bytes(), other.1.as_bytes())
+                .is_ok()
+        );
     }
 
     #[test]

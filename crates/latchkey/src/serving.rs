@@ -4,7 +4,9 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use latchkey_server::{
-    App, AppConfig, Limits, Metrics, admin::Admin, serve,
+    App, AppConfig, Limits, Metrics,
+    admin::Admin,
+    serve,
     tls::{self, CertStore},
 };
 use tokio::{net::TcpListener, sync::watch};
@@ -59,14 +61,19 @@ fn tls(
         }
         _ => {
             let (cert, key) = self_signed::load_or_create(state_dir, &args.tls_sans)?;
-            CertStore::new(tls::certified_key_from_pem(cert.as_bytes(), key.as_bytes())?)
+            CertStore::new(tls::certified_key_from_pem(
+                cert.as_bytes(),
+                key.as_bytes(),
+            )?)
         }
     };
     Ok(Some(TlsAcceptor::from(tls::server_config(store)?)))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// Serve the token endpoint and the admin endpoint until a termination signal, then drain.
@@ -83,13 +90,24 @@ pub async fn run(
     let public = bind(args.listen).await?;
     let admin_listener = bind(args.admin_listen).await?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    let public_addr = public.local_addr().map_err(|source| Error::Bind { addr: args.listen, source })?;
-    let admin_addr =
-        admin_listener.local_addr().map_err(|source| Error::Bind { addr: args.admin_listen, source })?;
+    let public_addr = public.local_addr().map_err(|source| Error::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
+        addr: args.admin_listen,
+        source,
+    })?;
     tracing::info!(listener = "token", addr = %public_addr, scheme, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, scheme = "http", "listening");
     let limits = limits(args);
-    let public_task = tokio::spawn(serve(public, acceptor, app, limits.clone(), shutdown.clone()));
+    let public_task = tokio::spawn(serve(
+        public,
+        acceptor,
+        app,
+        limits.clone(),
+        shutdown.clone(),
+    ));
     let admin_task = tokio::spawn(serve(admin_listener, None, admin, limits, shutdown));
     terminated().await;
     tracing::info!("shutting down: no new connections, finishing requests in flight");

@@ -29,7 +29,13 @@ impl std::fmt::Display for DocError {
         if self.doc == 0 {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(f, "{} (document {}): {}", self.file.display(), self.doc, self.reason)
+            write!(
+                f,
+                "{} (document {}): {}",
+                self.file.display(),
+                self.doc,
+                self.reason
+            )
         }
     }
 }
@@ -48,14 +54,24 @@ struct Origin {
 
 impl Origin {
     fn error(&self, reason: impl Into<String>) -> DocError {
-        DocError { file: self.file.clone(), doc: self.doc, reason: reason.into() }
+        DocError {
+            file: self.file.clone(),
+            doc: self.doc,
+            reason: reason.into(),
+        }
     }
 }
 
 /// The manifest files under `path`: the file itself, or a directory's `*.yaml`, `*.yml` and
 /// `*.json` files (not recursive), in name order.
 pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let file_error = |reason: String| LoadError(vec![DocError { file: path.to_owned(), doc: 0, reason }]);
+    let file_error = |reason: String| {
+        LoadError(vec![DocError {
+            file: path.to_owned(),
+            doc: 0,
+            reason,
+        }])
+    };
     let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_owned()]);
@@ -63,8 +79,14 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| file_error(e.to_string()))? {
         let p = entry.map_err(|e| file_error(e.to_string()))?.path();
-        let is_manifest = p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let is_manifest = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if is_manifest && !hidden && p.is_file() {
             files.push(p);
         }
@@ -108,12 +130,19 @@ fn read_documents(file: &Path, objects: &mut Objects, errors: &mut Vec<DocError>
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(DocError { file: file.to_owned(), doc: 0, reason: e.to_string() });
+            errors.push(DocError {
+                file: file.to_owned(),
+                doc: 0,
+                reason: e.to_string(),
+            });
             return;
         }
     };
     for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
-        let origin = Origin { file: file.to_owned(), doc: i + 1 };
+        let origin = Origin {
+            file: file.to_owned(),
+            doc: i + 1,
+        };
         let value = match serde_norway::Value::deserialize(document) {
             Ok(serde_norway::Value::Null) => continue,
             Ok(v) => v,
@@ -161,7 +190,7 @@ fn read_documents(file: &Path, objects: &mut Objects, errors: &mut Vec<DocError>
                 }
                 Err(e) => errors.push(origin.error(format!("invalid Secret: {e}"))),
             },
-            (_, Some(kind)) if kind == "OAuthClient" => errors.push(origin.error(format!(
+            (_, Some("OAuthClient")) => errors.push(origin.error(format!(
                 "OAuthClient apiVersion must be latchkey.dev/v1alpha1, not {:?}",
                 meta.api_version.unwrap_or_default()
             ))),
@@ -173,19 +202,33 @@ fn read_documents(file: &Path, objects: &mut Objects, errors: &mut Vec<DocError>
 }
 
 /// Resolve one OAuthClient's credentials from the Secrets and build its record.
-fn client_record(client: &OAuthClient, origin: &Origin, objects: &Objects) -> Result<ClientRecord, String> {
+fn client_record(
+    client: &OAuthClient,
+    origin: &Origin,
+    objects: &Objects,
+) -> Result<ClientRecord, String> {
     let ns = namespace_of(&client.metadata.namespace);
     let name = client.metadata.name.clone().unwrap_or_default();
     let (secret_name, key) = match &client.spec.secret_ref {
         Some(r) => (r.name.clone(), r.key.clone()),
-        None => (secret::generated_name(&name), secret::DEFAULT_SECRET_KEY.to_owned()),
+        None => (
+            secret::generated_name(&name),
+            secret::DEFAULT_SECRET_KEY.to_owned(),
+        ),
     };
     let Some((secret_obj, _)) = objects.secrets.get(&(ns.clone(), secret_name.clone())) else {
-        let why = if client.spec.secret_ref.is_some() { "spec.secretRef names" } else { "without spec.secretRef it needs" };
-        return Err(format!("OAuthClient {ns}/{name}: {why} Secret {ns}/{secret_name}, which is not in the clients files"));
+        let why = if client.spec.secret_ref.is_some() {
+            "spec.secretRef names"
+        } else {
+            "without spec.secretRef it needs"
+        };
+        return Err(format!(
+            "OAuthClient {ns}/{name}: {why} Secret {ns}/{secret_name}, which is not in the clients files"
+        ));
     };
-    let secret_value = secret::value(secret_obj, &key)
-        .ok_or_else(|| format!("OAuthClient {ns}/{name}: Secret {ns}/{secret_name} has no key {key:?}"))?;
+    let secret_value = secret::value(secret_obj, &key).ok_or_else(|| {
+        format!("OAuthClient {ns}/{name}: Secret {ns}/{secret_name} has no key {key:?}")
+    })?;
     let client_id = match &client.spec.client_id {
         Some(id) => id.clone(),
         None => secret::value(secret_obj, secret::CLIENT_ID_KEY)
@@ -197,8 +240,13 @@ fn client_record(client: &OAuthClient, origin: &Origin, objects: &Objects) -> Re
                 )
             })?,
     };
-    let spec = latchkey_api::client_spec(&client.spec, &client_id, &secret_value, format!("{ns}/{name}"))
-        .map_err(|e| format!("OAuthClient {ns}/{name}: {e}"))?;
+    let spec = latchkey_api::client_spec(
+        &client.spec,
+        &client_id,
+        &secret_value,
+        format!("{ns}/{name}"),
+    )
+    .map_err(|e| format!("OAuthClient {ns}/{name}: {e}"))?;
     ClientRecord::new(spec).map_err(|e| format!("OAuthClient {ns}/{name}: {e}"))
         .inspect(|_| tracing::debug!(file = %origin.file.display(), doc = origin.doc, client = %format!("{ns}/{name}"), "client loaded"))
 }
@@ -233,7 +281,13 @@ pub fn load(path: &Path) -> Result<Registry, LoadError> {
     if !errors.is_empty() {
         return Err(LoadError(errors));
     }
-    Registry::new(records).map_err(|e| LoadError(vec![DocError { file: path.to_owned(), doc: 0, reason: e.to_string() }]))
+    Registry::new(records).map_err(|e| {
+        LoadError(vec![DocError {
+            file: path.to_owned(),
+            doc: 0,
+            reason: e.to_string(),
+        }])
+    })
 }
 
 /// APK's default non-production client: scopes `default` and `apk:*`.
@@ -299,7 +353,11 @@ metadata: { name: apps }
         let registry = load(dir.path()).unwrap();
         assert_eq!(registry.len(), 2);
         assert!(registry.authenticate("orders-gateway", b"s3cret").is_ok());
-        assert!(registry.authenticate("billing-id", b"billing-secret").is_ok());
+        assert!(
+            registry
+                .authenticate("billing-id", b"billing-secret")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -344,7 +402,11 @@ spec: { clientId: b, grantTypes: [password] }
     fn duplicate_client_ids_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", GOOD);
-        write(dir.path(), "b.yaml", &GOOD.replace("namespace: apps", "namespace: other"));
+        write(
+            dir.path(),
+            "b.yaml",
+            &GOOD.replace("namespace: apps", "namespace: other"),
+        );
         let err = load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("already used"), "{err}");
     }
@@ -354,12 +416,21 @@ spec: { clientId: b, grantTypes: [password] }
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "x.yaml", "kind: [unclosed");
         let err = load(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("x.yaml (document 1): not YAML"), "{err}");
+        assert!(
+            err.to_string().contains("x.yaml (document 1): not YAML"),
+            "{err}"
+        );
     }
 
     #[test]
     fn apk_default_client_is_valid() {
         let r = apk_default();
-        assert!(r.authenticate(apk::DEFAULT_CLIENT_ID, apk::DEFAULT_CLIENT_SECRET.as_bytes()).is_ok());
+        assert!(
+            r.authenticate(
+                apk::DEFAULT_CLIENT_ID,
+                apk::DEFAULT_CLIENT_SECRET.as_bytes()
+            )
+            .is_ok()
+        );
     }
 }

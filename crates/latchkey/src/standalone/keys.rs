@@ -11,18 +11,27 @@ pub const KEY_FILE: &str = "signing-key.pem";
 
 /// The algorithm a stored PKCS#8 key signs for, found by parsing it.
 fn detect(pem: &str) -> Result<KeyMaterial, Error> {
-    [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA]
-        .into_iter()
-        .find_map(|alg| KeyMaterial::from_pem(alg, pem).ok())
-        .ok_or_else(|| Error::Config("is not an RSA (2048-4096), P-256 or Ed25519 PKCS#8 key".into()))
+    [
+        SigningAlgorithm::RS256,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::EdDSA,
+    ]
+    .into_iter()
+    .find_map(|alg| KeyMaterial::from_pem(alg, pem).ok())
+    .ok_or_else(|| Error::Config("is not an RSA (2048-4096), P-256 or Ed25519 PKCS#8 key".into()))
 }
 
 /// The key in `dir`, or a new one of `alg` written there first.
-pub fn load_or_create(dir: &Path, alg: SigningAlgorithm, rsa_bits: u32) -> Result<KeyMaterial, Error> {
+pub fn load_or_create(
+    dir: &Path,
+    alg: SigningAlgorithm,
+    rsa_bits: u32,
+) -> Result<KeyMaterial, Error> {
     let path = dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(pem) => {
-            let material = detect(&pem).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            let material =
+                detect(&pem).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
             if material.alg() != alg {
                 return Err(Error::Config(format!(
                     "{} holds a {} key but --key-alg is {alg}; keep {} or move the key away to start \

@@ -17,7 +17,9 @@ use tokio::sync::watch;
 use crate::{cli::StandaloneArgs, error::Error, files, serving};
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
@@ -41,21 +43,47 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry, unix_now());
     metrics.observe_keys(&keys);
-    let settings = TokenSettings { issuer: args.serve.issuer.clone(), default_lifetime: args.serve.token_lifetime };
-    if settings.default_lifetime.is_zero() || settings.default_lifetime > latchkey_core::client::MAX_TOKEN_LIFETIME {
+    let settings = TokenSettings {
+        issuer: args.serve.issuer.clone(),
+        default_lifetime: args.serve.token_lifetime,
+    };
+    if settings.default_lifetime.is_zero()
+        || settings.default_lifetime > latchkey_core::client::MAX_TOKEN_LIFETIME
+    {
         return Err(Error::Config(format!(
             "--token-lifetime must be between 1s and {}s",
             latchkey_core::client::MAX_TOKEN_LIFETIME.as_secs()
         )));
     }
     let issuer = Arc::new(Issuer::new(settings, registry, keys));
-    let app = Arc::new(App::new(issuer.clone(), metrics.clone(), serving::app_config(&args.serve)));
-    let admin = Arc::new(Admin { metrics: metrics.clone(), ready: Arc::new(AtomicBool::new(true)) });
+    let app = Arc::new(App::new(
+        issuer.clone(),
+        metrics.clone(),
+        serving::app_config(&args.serve),
+    ));
+    let admin = Arc::new(Admin {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+    });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if let Some(path) = args.clients.clone() {
-        tokio::spawn(watch_clients(path, args.reload_interval, issuer, metrics, shutdown_rx));
+        tokio::spawn(watch_clients(
+            path,
+            args.reload_interval,
+            issuer,
+            metrics,
+            shutdown_rx,
+        ));
     }
-    serving::run(&args.serve, &args.state_dir, app, admin, args.reload_interval, shutdown_tx).await
+    serving::run(
+        &args.serve,
+        &args.state_dir,
+        app,
+        admin,
+        args.reload_interval,
+        shutdown_tx,
+    )
+    .await
 }
 
 /// Reload the clients whenever the manifests change; a failed load keeps the last good state.
@@ -104,4 +132,3 @@ async fn watch_clients(
         }
     }
 }
-
