@@ -173,6 +173,28 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_flag_and_variable() {
+        let readme = include_str!("../../../README.md");
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    readme.contains(&format!("| `--{long}")),
+                    "README lacks --{long}"
+                );
+                if let Some(env) = arg.get_env() {
+                    let env = env.to_string_lossy();
+                    assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn durations_accept_units_and_seconds() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));

@@ -1,0 +1,89 @@
+//! Signing rates per CPU-second of one thread: the raw RS256 signature of aws-lc-rs (the
+//! physical limit of a token), Latchkey's whole mint (claims, JSON, base64, signature), and
+//! jsonwebtoken's `encode` (which parses the key again per call), for comparison.
+//!
+//! Prints `name=value` lines that `tests/bench/bench.sh` reads. CPU time is this thread's own
+//! on-CPU time from /proc/thread-self/schedstat, so other load on the machine does not count.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::{rand::SystemRandom, rsa, signature};
+use latchkey_core::{
+    ClientRecord, ClientSpec, GrantType, KeyMaterial, SigningAlgorithm, SigningKey, TokenSettings,
+    token,
+};
+
+/// Nanoseconds this thread has spent on a CPU.
+fn thread_cpu_ns() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Run `op` until `budget` of CPU time is spent; operations per CPU-second.
+fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
+    for _ in 0..50 {
+        op(); // warm up caches and lazy init
+    }
+    let start = thread_cpu_ns();
+    let mut n = 0u64;
+    loop {
+        for _ in 0..50 {
+            op();
+        }
+        n += 50;
+        let spent = thread_cpu_ns() - start;
+        if spent >= budget.as_nanos() as u64 {
+            return n as f64 / (spent as f64 / 1e9);
+        }
+    }
+}
+
+fn main() {
+    let secs: u64 = std::env::var("SIGN_RATE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let budget = Duration::from_secs(secs);
+    let material = KeyMaterial::generate(SigningAlgorithm::RS256, 2048).unwrap();
+    let pkcs8 = pem::parse(material.to_pem()).unwrap().into_contents();
+
+    // 1. The bare signature over a token-sized message.
+    let pair = rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
+    let rng = SystemRandom::new();
+    let message = vec![b'a'; 420];
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    let raw = rate(budget, || {
+        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
+            .unwrap();
+    });
+
+    // 2. Latchkey's mint: claims, JSON, jti, base64 and the signature.
+    let key = SigningKey::new("gateway_certificate_alias", &material).unwrap();
+    let client = ClientRecord::new(ClientSpec {
+        client_id: "45f1c5c8-a92e-11ed-afa1-0242ac120002".into(),
+        secret: b"x".to_vec(),
+        grant_types: vec![GrantType::ClientCredentials],
+        default_scopes: vec!["default".into()],
+        ..ClientSpec::default()
+    })
+    .unwrap();
+    let settings = TokenSettings::default();
+    let mint = rate(budget, || {
+        token::mint(&key, &settings, &client, "default", SystemTime::now()).unwrap();
+    });
+
+    // 3. jsonwebtoken's encode, which parses the private key on every call.
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(material.to_pem().as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let claims = serde_json::json!({"sub": "x", "scope": "default"});
+    let jwt = rate(budget / 2, || {
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+    });
+
+    println!("rs256_raw_signs_per_cpu_second={raw:.0}");
+    println!("latchkey_mint_per_cpu_second={mint:.0}");
+    println!("jsonwebtoken_encode_per_cpu_second={jwt:.0}");
+    println!("mint_to_raw_ratio={:.3}", mint / raw);
+    println!("jsonwebtoken_to_raw_ratio={:.3}", jwt / raw);
+}
