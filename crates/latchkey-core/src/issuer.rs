@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::{
     ErrorCode, GrantType, IssuedToken, KeySet, OAuthError, Registry, TokenSettings, token,
@@ -37,15 +37,16 @@ impl std::fmt::Debug for TokenRequest<'_> {
 pub struct Issuer {
     settings: TokenSettings,
     registry: ArcSwap<Registry>,
-    keys: ArcSwap<KeySet>,
+    /// `None` until the first key set is known (cluster mode, before the keys Secret syncs).
+    keys: ArcSwapOption<KeySet>,
 }
 
 impl Issuer {
-    pub fn new(settings: TokenSettings, registry: Registry, keys: KeySet) -> Issuer {
+    pub fn new(settings: TokenSettings, registry: Registry, keys: Option<KeySet>) -> Issuer {
         Issuer {
             settings,
             registry: ArcSwap::from_pointee(registry),
-            keys: ArcSwap::from_pointee(keys),
+            keys: ArcSwapOption::new(keys.map(Arc::new)),
         }
     }
 
@@ -58,8 +59,8 @@ impl Issuer {
         self.registry.load_full()
     }
 
-    /// The key set of this moment.
-    pub fn keys(&self) -> Arc<KeySet> {
+    /// The key set of this moment, once there is one.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
         self.keys.load_full()
     }
 
@@ -70,7 +71,7 @@ impl Issuer {
 
     /// Swap in a new key set.
     pub fn replace_keys(&self, keys: KeySet) {
-        self.keys.store(Arc::new(keys));
+        self.keys.store(Some(Arc::new(keys)));
     }
 
     /// Run the grant: supported grant type, client authentication, the client's grants, its
@@ -92,6 +93,12 @@ impl Issuer {
         }
         let scope = client.scopes().grant(req.scope)?;
         let keys = self.keys.load();
+        let Some(keys) = keys.as_ref() else {
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "no signing key is loaded yet; retry shortly",
+            ));
+        };
         token::mint(keys.active(), &self.settings, client, &scope, now)
             .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the token could not be signed"))
     }
@@ -112,7 +119,7 @@ mod tests {
             &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
         )
         .unwrap();
-        Issuer::new(TokenSettings::default(), registry, KeySet::single(key))
+        Issuer::new(TokenSettings::default(), registry, Some(KeySet::single(key)))
     }
 
     fn req<'a>(
@@ -157,6 +164,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ok.scope, "apk:x default");
+    }
+
+    #[test]
+    fn without_keys_requests_are_told_to_retry() {
+        let i = Issuer::new(TokenSettings::default(), Registry::new([ClientRecord::new(spec("a", "pw")).unwrap()]).unwrap(), None);
+        let e = i.issue(req("client_credentials", "a", "pw", None), SystemTime::now()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(e.code.http_status(), 503);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod grant;
 pub mod issuer;
+pub mod keyring;
 pub mod keys;
 pub mod oauth;
 pub mod registry;

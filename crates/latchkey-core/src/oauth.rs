@@ -13,11 +13,13 @@ pub enum ErrorCode {
     InvalidScope,
     /// Not in §5.2's list for the token endpoint, but the registered code for an internal fault.
     ServerError,
+    /// Registered (RFC 6749 §4.1.2.1) for a server that cannot serve yet; answered with 503.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for pre-registering metric label sets.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidClient,
         ErrorCode::InvalidGrant,
@@ -25,6 +27,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedGrantType,
         ErrorCode::InvalidScope,
         ErrorCode::ServerError,
+        ErrorCode::TemporarilyUnavailable,
     ];
 
     /// The wire name, as in the `error` member.
@@ -37,6 +40,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -45,6 +49,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidClient => 401,
             ErrorCode::ServerError => 500,
+            ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,
         }
     }

@@ -11,7 +11,12 @@ use crate::{
 
 /// The JWK Set, cacheable for the configured period and revalidated by ETag.
 pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let keys = app.issuer.keys();
+    let Some(keys) = app.issuer.keys() else {
+        // Nothing to publish yet; not cacheable.
+        let mut res = response::json(StatusCode::OK, r#"{"keys":[]}"#);
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return res;
+    };
     let etag = keys.etag();
     let cache = format!("public, max-age={}", app.config.jwks_max_age.as_secs());
     let not_modified = req
@@ -71,7 +76,9 @@ fn base_url<B>(app: &App, req: &Request<B>) -> String {
 pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let base = base_url(app, req);
     let keys = app.issuer.keys();
-    let mut algs: Vec<&str> = keys.published().iter().map(|k| k.alg().as_str()).collect();
+    let mut algs: Vec<&str> =
+        keys.iter().flat_map(|k| k.published().iter().map(|k| k.alg().as_str())).collect();
+    algs.sort_unstable();
     algs.dedup();
     let doc = serde_json::json!({
         "issuer": app.issuer.settings().issuer,

@@ -55,7 +55,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             latchkey_core::client::MAX_TOKEN_LIFETIME.as_secs()
         )));
     }
-    let issuer = Arc::new(Issuer::new(settings, registry, keys));
+    let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let app = Arc::new(App::new(
         issuer.clone(),
         metrics.clone(),

@@ -1,0 +1,167 @@
+//! The status an `OAuthClient` should show for its outcome, and whether it differs from what
+//! it shows now. Written only when something changed, so watch echoes cause no writes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use latchkey_api::OAuthClientStatus;
+
+use crate::index::{ClientState, Outcome};
+
+pub const READY: &str = "Ready";
+pub const SECRET_RESOLVED: &str = "SecretResolved";
+pub const SPEC_VALID: &str = "SpecValid";
+
+/// `(status, reason, message)` of one condition.
+type Cond = (bool, &'static str, String);
+
+fn conditions(state: &ClientState) -> [(&'static str, Cond); 3] {
+    let ok_secret = (true, "Resolved", "credentials found".to_owned());
+    let ok_spec = (true, "Valid", "spec is valid".to_owned());
+    let (ready, secret, spec): (Cond, Cond, Cond) = match state {
+        ClientState::Registered => ((true, "Registered", "issuing tokens".into()), ok_secret, ok_spec),
+        ClientState::Disabled => {
+            ((false, "Disabled", "spec.disabled is true: no tokens are issued".into()), ok_secret, ok_spec)
+        }
+        ClientState::InvalidSpec(m) => {
+            let c = (false, "InvalidSpec", m.clone());
+            (c.clone(), (true, "Resolved", "not checked: spec is invalid".into()), c)
+        }
+        ClientState::SecretNotFound { secret } => {
+            let c = (false, "SecretNotFound", format!("Secret {secret} does not exist"));
+            (c.clone(), c, ok_spec)
+        }
+        ClientState::SecretKeyMissing { secret, key } => {
+            let c = (false, "SecretKeyMissing", format!("Secret {secret} has no key {key:?}"));
+            (c.clone(), c, ok_spec)
+        }
+        ClientState::ClientIdMissing { secret } => {
+            let c = (
+                false,
+                "ClientIdMissing",
+                format!("spec.clientId is omitted and Secret {secret} has no \"clientId\" key"),
+            );
+            (c.clone(), c, ok_spec)
+        }
+        ClientState::CredentialsPending { secret } => {
+            let c = (false, "CredentialsPending", format!("waiting for Secret {secret}"));
+            (c.clone(), c, ok_spec)
+        }
+        ClientState::ClientIdConflict { client_id, holder } => (
+            (
+                false,
+                "ClientIdConflict",
+                format!("client id {client_id:?} is already used by OAuthClient {}/{}, which is older", holder.0, holder.1),
+            ),
+            ok_secret,
+            ok_spec,
+        ),
+    };
+    [(READY, ready), (SECRET_RESOLVED, secret), (SPEC_VALID, spec)]
+}
+
+/// The status this outcome calls for. Conditions whose status did not change keep their
+/// `lastTransitionTime`.
+pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
+    let current = outcome.client.status.as_ref();
+    let generation = outcome.client.metadata.generation;
+    let conditions = conditions(&outcome.state)
+        .into_iter()
+        .map(|(type_, (ok, reason, message))| {
+            let status = if ok { "True" } else { "False" }.to_owned();
+            let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+            let last_transition_time = match previous {
+                Some(p) if p.status == status => p.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            Condition {
+                type_: type_.to_owned(),
+                status,
+                reason: reason.to_owned(),
+                message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect();
+    OAuthClientStatus {
+        client_id: outcome.client_id.clone(),
+        secret_name: Some(outcome.secret_name.clone()),
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+/// Whether the object must be written to show `desired` (timestamps of unchanged conditions
+/// are carried over by `desired`, so plain equality is the test).
+pub fn needs_write(outcome: &Outcome, desired: &OAuthClientStatus) -> bool {
+    outcome.client.status.as_ref() != Some(desired)
+}
+
+/// The Ready condition of a status, if any.
+pub fn ready(status: Option<&OAuthClientStatus>) -> Option<&Condition> {
+    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_api::OAuthClient;
+    use std::sync::Arc;
+
+    fn time(s: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    fn outcome(status: Option<OAuthClientStatus>, state: ClientState) -> Outcome {
+        let mut c = OAuthClient::new("c", Default::default());
+        c.metadata.generation = Some(3);
+        c.status = status;
+        Outcome { client: Arc::new(c), client_id: Some("id".into()), secret_name: "s".into(), state }
+    }
+
+    #[test]
+    fn registered_is_ready_with_every_condition_true() {
+        let s = desired(&outcome(None, ClientState::Registered), time(100));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.client_id.as_deref(), Some("id"));
+        assert!(s.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(3)));
+        assert_eq!(ready(Some(&s)).unwrap().reason, "Registered");
+    }
+
+    #[test]
+    fn an_echo_of_the_written_status_needs_no_write() {
+        let first = desired(&outcome(None, ClientState::Registered), time(100));
+        let o = outcome(Some(first.clone()), ClientState::Registered);
+        let again = desired(&o, time(200));
+        assert_eq!(again, first, "transition times must be kept");
+        assert!(!needs_write(&o, &again));
+    }
+
+    #[test]
+    fn a_change_moves_only_the_changed_conditions_times() {
+        let first = desired(&outcome(None, ClientState::Registered), time(100));
+        let o = outcome(Some(first), ClientState::ClientIdConflict { client_id: "id".into(), holder: ("a".into(), "b".into()) });
+        let next = desired(&o, time(200));
+        assert!(needs_write(&o, &next));
+        let r = ready(Some(&next)).unwrap();
+        assert_eq!((r.status.as_str(), r.reason.as_str(), &r.last_transition_time), ("False", "ClientIdConflict", &time(200)));
+        assert!(r.message.contains("a/b"));
+        let secret = next.conditions.iter().find(|c| c.type_ == SECRET_RESOLVED).unwrap();
+        assert_eq!(secret.last_transition_time, time(100));
+    }
+
+    #[test]
+    fn each_state_has_a_specific_reason() {
+        let reasons: Vec<String> = [
+            ClientState::Disabled,
+            ClientState::InvalidSpec("x".into()),
+            ClientState::SecretNotFound { secret: "s".into() },
+            ClientState::SecretKeyMissing { secret: "s".into(), key: "k".into() },
+            ClientState::ClientIdMissing { secret: "s".into() },
+            ClientState::CredentialsPending { secret: "s".into() },
+        ]
+        .into_iter()
+        .map(|st| ready(Some(&desired(&outcome(None, st), time(1)))).unwrap().reason.clone())
+        .collect();
+        assert_eq!(reasons, ["Disabled", "InvalidSpec", "SecretNotFound", "SecretKeyMissing", "ClientIdMissing", "CredentialsPending"]);
+    }
+}
