@@ -1,37 +1,132 @@
 //! From an `OAuthClient` and its resolved credentials to a core client definition.
 
-use latchkey_core::{ClientSpec, client::RESERVED_CLAIMS};
+use std::time::Duration;
 
-use crate::{ApiError, OAuthClientSpec, duration};
+use latchkey_core::{
+    ClientSpec, ScopePolicy,
+    client::{MAX_TOKEN_LIFETIME, RESERVED_CLAIMS},
+    scope::{DEFAULT_SCOPE, is_scope_token},
+};
+
+use crate::{ApiError, OAuthClientSpec, duration, rules::*};
 
 /// Check a spec against the rules the CRD states (for documents that never met an API
-/// server, such as standalone files), naming the field at fault.
+/// server, such as standalone files), naming the field at fault. Accepts exactly what the
+/// CRD's schema and CEL rules accept (see [`crate::rules`]).
 pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::InvalidSpec(m));
-    if spec.client_id.as_ref().is_some_and(String::is_empty) {
-        return bad("spec.clientId: must not be empty".into());
-    }
-    if spec
-        .secret_ref
-        .as_ref()
-        .is_some_and(|r| r.name.is_empty() || r.key.is_empty())
-    {
-        return bad("spec.secretRef: name and key must not be empty".into());
-    }
-    if let Some(d) = &spec.access_token_lifetime {
-        duration::parse(d)
-            .map_err(|e| ApiError::InvalidSpec(format!("spec.accessTokenLifetime: {e}")))?;
-    }
-    if let Some(name) = spec
-        .claims
-        .keys()
-        .find(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+    if let Some(id) = &spec.client_id
+        && !is_client_id(id)
     {
         return bad(format!(
-            "spec.claims: {name:?} is a registered claim and is set by Latchkey"
+            "spec.clientId: {id:?} must be 1 to {MAX_CLIENT_ID_LEN} printable ASCII characters \
+             without spaces or ':'"
         ));
     }
+    if let Some(r) = &spec.secret_ref {
+        if !is_secret_name(&r.name) {
+            return bad(format!(
+                "spec.secretRef.name: {:?} is not a DNS subdomain name (lowercase letters, \
+                 digits, '-' and '.', at most {MAX_SECRET_NAME_LEN} characters)",
+                r.name
+            ));
+        }
+        if !is_secret_key(&r.key) {
+            return bad(format!(
+                "spec.secretRef.key: {:?} is not a Secret key (letters, digits, '-', '_' and \
+                 '.', at most {MAX_SECRET_KEY_LEN} characters)",
+                r.key
+            ));
+        }
+    }
+    check_scopes("spec.scopes", &spec.scopes, MAX_SCOPES)?;
+    for (i, s) in spec.scopes.iter().enumerate() {
+        if s.find('*').is_some_and(|at| at != s.len() - 1) {
+            return bad(format!("spec.scopes[{i}]: {SCOPE_STAR_LAST_MESSAGE}"));
+        }
+    }
+    check_scopes(
+        "spec.defaultScopes",
+        &spec.default_scopes,
+        MAX_DEFAULT_SCOPES,
+    )?;
+    for (i, d) in spec.default_scopes.iter().enumerate() {
+        if d.contains('*') {
+            return bad(format!(
+                "spec.defaultScopes[{i}]: {DEFAULT_SCOPE_PLAIN_MESSAGE}"
+            ));
+        }
+    }
+    // The scopes are well formed by now, so the policy builds; what it allows is the rule.
+    let policy = ScopePolicy::new(&spec.scopes, &[])?;
+    if let Some(d) = spec
+        .default_scopes
+        .iter()
+        .find(|d| d.as_str() != DEFAULT_SCOPE && !policy.allows(d))
+    {
+        return bad(format!(
+            "spec.defaultScopes: {DEFAULT_SCOPES_ALLOWED_MESSAGE}; {d:?} is not"
+        ));
+    }
+    if spec.audience.len() > MAX_AUDIENCES {
+        return bad(format!(
+            "spec.audience: at most {MAX_AUDIENCES} entries are allowed"
+        ));
+    }
+    for (i, a) in spec.audience.iter().enumerate() {
+        if a.is_empty() || a.chars().count() > MAX_AUDIENCE_LEN {
+            return bad(format!(
+                "spec.audience[{i}]: must be 1 to {MAX_AUDIENCE_LEN} characters"
+            ));
+        }
+    }
+    if let Some(d) = &spec.access_token_lifetime {
+        lifetime(d)?;
+    }
+    if spec
+        .claims
+        .keys()
+        .any(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+    {
+        return bad(format!("spec.claims: {RESERVED_CLAIMS_MESSAGE}"));
+    }
+    if spec.claims.contains_key("") {
+        return bad(format!("spec.claims: {EMPTY_CLAIM_NAME_MESSAGE}"));
+    }
     Ok(())
+}
+
+/// A list of scope tokens: its length, and each entry's syntax and length.
+fn check_scopes(field: &str, scopes: &[String], max: usize) -> Result<(), ApiError> {
+    if scopes.len() > max {
+        return Err(ApiError::InvalidSpec(format!(
+            "{field}: at most {max} entries are allowed"
+        )));
+    }
+    for (i, s) in scopes.iter().enumerate() {
+        if !is_scope_token(s) || s.len() > MAX_SCOPE_LEN {
+            return Err(ApiError::InvalidSpec(format!(
+                "{field}[{i}]: {s:?} is not a scope (1 to {MAX_SCOPE_LEN} printable ASCII \
+                 characters without spaces, '\"' or '\\')"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A spec's token lifetime: the duration syntax, then the 1s..=24h range.
+fn lifetime(text: &str) -> Result<Duration, ApiError> {
+    let bad = |m: String| ApiError::InvalidSpec(format!("spec.accessTokenLifetime: {m}"));
+    if text.len() > MAX_DURATION_LEN {
+        return Err(bad(format!(
+            "must be at most {MAX_DURATION_LEN} characters"
+        )));
+    }
+    let d = duration::parse(text).map_err(bad)?;
+    if d < Duration::from_secs(1) || d > MAX_TOKEN_LIFETIME {
+        return Err(bad(format!("{text:?}: {LIFETIME_RANGE_MESSAGE}")));
+    }
+    Ok(d)
 }
 
 /// The core definition of a client, given its effective id and secret. `origin` names the
@@ -46,9 +141,8 @@ pub fn client_spec(
     let token_lifetime = spec
         .access_token_lifetime
         .as_deref()
-        .map(duration::parse)
-        .transpose()
-        .map_err(|e| ApiError::InvalidSpec(format!("spec.accessTokenLifetime: {e}")))?;
+        .map(lifetime)
+        .transpose()?;
     Ok(ClientSpec {
         client_id: client_id.to_owned(),
         secret: secret.to_vec(),

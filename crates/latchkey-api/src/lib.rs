@@ -6,8 +6,10 @@
 //! (standalone), so one set of manifests serves both modes.
 
 pub mod convert;
+pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod rules;
 pub mod secret;
 pub mod types;
 

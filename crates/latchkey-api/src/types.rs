@@ -3,13 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// An OAuth 2.0 client registered with Latchkey.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+use crate::rules::{self, *};
+
+/// What the client is and what it may ask for.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    doc = "An OAuth 2.0 client registered with Latchkey: the credentials it authenticates with \
+           and what its access tokens contain.",
     group = "latchkey.dev",
     version = "v1alpha1",
     kind = "OAuthClient",
@@ -23,10 +27,15 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new(DEFAULT_SCOPES_ALLOWED)
+    .message(DEFAULT_SCOPES_ALLOWED_MESSAGE)
+    .field_path(DEFAULT_SCOPES_ALLOWED_FIELD))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
-    /// The client id. Omitted: a UUID is generated once and kept in the credentials Secret.
+    /// The client id: printable ASCII without spaces or ':', at most 256 characters. Omitted:
+    /// a UUID is generated once and kept in the credentials Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_CLIENT_ID_LEN), regex(pattern = CLIENT_ID_PATTERN))]
     pub client_id: Option<String>,
     /// The Secret (same namespace) holding the client secret. Omitted: the operator creates
     /// Secret "<name>-credentials" with clientId, clientSecret and tokenUrl.
@@ -35,21 +44,41 @@ pub struct OAuthClientSpec {
     /// Grants the client may use.
     #[serde(default = "default_grant_types")]
     pub grant_types: Vec<GrantTypeName>,
-    /// Scopes a request may ask for. "default" is always allowed; a trailing "*" matches
-    /// every scope with that prefix.
+    /// Scopes a request may ask for (RFC 6749 scope tokens: printable ASCII without spaces,
+    /// '"' or '\'). "default" is always allowed; an entry ending in "*" allows every scope
+    /// that starts with what precedes the "*" and is longer.
     #[serde(default)]
+    #[schemars(
+        length(max = MAX_SCOPES),
+        inner(length(max = MAX_SCOPE_LEN), regex(pattern = SCOPE_PATTERN)),
+        transform = scope_items
+    )]
     pub scopes: Vec<String>,
-    /// Scopes a request without `scope` gets; each must be allowed by `scopes`.
+    /// Scopes a request without `scope` gets: plain scope names, each allowed by `scopes`.
     #[serde(default = "default_default_scopes")]
+    #[schemars(
+        length(max = MAX_DEFAULT_SCOPES),
+        inner(length(max = MAX_SCOPE_LEN), regex(pattern = SCOPE_PATTERN)),
+        transform = default_scope_items
+    )]
     pub default_scopes: Vec<String>,
-    /// Audiences of the client's tokens (the `aud` claim).
+    /// Audiences of the client's tokens (the `aud` claim: one entry is a string, more are an
+    /// array).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = MAX_AUDIENCES),
+        inner(length(min = 1, max = MAX_AUDIENCE_LEN))
+    )]
     pub audience: Vec<String>,
-    /// Lifetime of the client's tokens, e.g. 15m or 1h. Omitted: the server default (3600s).
+    /// Lifetime of the client's tokens in whole hours, minutes and seconds (e.g. 15m, 1h,
+    /// 1h30m), from 1s to 24h. Omitted: the server default (3600s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_DURATION_LEN), regex(pattern = crate::duration::PATTERN))]
+    #[x_kube(validation = Rule::new(LIFETIME_RANGE).message(LIFETIME_RANGE_MESSAGE))]
     pub access_token_lifetime: Option<String>,
-    /// Static extra claims added to every token. Registered claim names (iss, sub, aud, exp,
-    /// nbf, iat, jti) and clientId, scope are rejected.
+    /// Static extra claims added to every token, any JSON values. A claim name must not be
+    /// empty, and iss, sub, aud, exp, nbf, iat, jti, clientId and scope are set by Latchkey
+    /// and rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "claims_schema")]
     pub claims: BTreeMap<String, serde_json::Value>,
@@ -62,10 +91,12 @@ pub struct OAuthClientSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
-    /// Name of the Secret.
+    /// Name of the Secret (a DNS subdomain name).
+    #[schemars(length(max = MAX_SECRET_NAME_LEN), regex(pattern = SECRET_NAME_PATTERN))]
     pub name: String,
-    /// Key within the Secret.
+    /// Key within the Secret's data.
     #[serde(default = "default_secret_key")]
+    #[schemars(length(max = MAX_SECRET_KEY_LEN), regex(pattern = SECRET_KEY_PATTERN))]
     pub key: String,
 }
 
@@ -106,12 +137,43 @@ fn default_secret_key() -> String {
     crate::secret::DEFAULT_SECRET_KEY.to_owned()
 }
 
-/// An object whose values may be any JSON: the API server must keep them as written.
+/// An object whose values may be any JSON: the API server must keep them as written. The
+/// names it may not have are refused with OpenAPI (`not: {anyOf: [{required: [name]}…]}`):
+/// CEL cannot see this map, because Kubernetes gives CEL no type for values without a schema.
 fn claims_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "additionalProperties": { "x-kubernetes-preserve-unknown-fields": true },
+        "not": { "anyOf": rules::forbidden_claim_names()
+            .map(|name| serde_json::json!({ "required": [name] }))
+            .collect::<Vec<_>>() },
     })
+}
+
+/// Adds CEL rules to the `items` of an array schema.
+fn item_rules(schema: &mut schemars::Schema, rules: &[(&str, &str)]) {
+    let Some(items) = schema.get_mut("items").and_then(|i| i.as_object_mut()) else {
+        return;
+    };
+    let rules = rules
+        .iter()
+        .map(|(rule, message)| serde_json::json!({ "rule": rule, "message": message }))
+        .collect();
+    items.insert(
+        "x-kubernetes-validations".to_owned(),
+        serde_json::Value::Array(rules),
+    );
+}
+
+fn scope_items(schema: &mut schemars::Schema) {
+    item_rules(schema, &[(SCOPE_STAR_LAST, SCOPE_STAR_LAST_MESSAGE)]);
+}
+
+fn default_scope_items(schema: &mut schemars::Schema) {
+    item_rules(
+        schema,
+        &[(rules::DEFAULT_SCOPE_PLAIN, DEFAULT_SCOPE_PLAIN_MESSAGE)],
+    );
 }
 
 impl From<GrantTypeName> for latchkey_core::GrantType {

@@ -1,0 +1,165 @@
+//! The rules an `OAuthClient` spec follows, stated once. The CRD schema carries them (OpenAPI
+//! patterns, bounds and `not`, CEL `x-kubernetes-validations`) so the API server refuses what
+//! Latchkey would refuse, and [`crate::convert::validate`] enforces the same rules on documents
+//! that never met an API server, with the CEL rules' messages.
+//!
+//! Every pattern here is an RE2 pattern (Kubernetes' dialect) that is also a valid ECMA-262 one;
+//! every CEL rule uses only the standard library and Kubernetes' `strings` extension.
+//! The bounds exist so that Kubernetes' CEL cost estimation can prove the rules cheap: the
+//! API server refuses a CRD whose rules it estimates too costly. [`DEFAULT_SCOPES_ALLOWED`]
+//! compares every default scope with every scope, so its estimate grows with
+//! `MAX_DEFAULT_SCOPES * MAX_SCOPES * MAX_SCOPE_LEN`; kube-apiserver 1.37 takes the bounds
+//! below at about half its per-rule budget, and refuses 256 default scopes (2.1x over).
+
+/// A client id: printable ASCII (`%x21-7E`) except ':' (`%x3A`).
+pub const CLIENT_ID_PATTERN: &str = "^[!-9;-~]+$";
+/// Longest client id, in characters (ASCII, so also bytes).
+pub const MAX_CLIENT_ID_LEN: usize = latchkey_core::client::MAX_CLIENT_ID_LEN;
+
+/// A Secret name: a DNS subdomain name (RFC 1123), as Kubernetes names objects.
+pub const SECRET_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// Longest DNS subdomain name.
+pub const MAX_SECRET_NAME_LEN: usize = 253;
+/// A key of a Secret's `data`.
+pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// Longest key of a Secret's `data`.
+pub const MAX_SECRET_KEY_LEN: usize = 253;
+
+/// A scope token of RFC 6749 §3.3: `1*( %x21 / %x23-5B / %x5D-7E )`.
+pub const SCOPE_PATTERN: &str = r"^[\x21\x23-\x5B\x5D-\x7E]+$";
+/// Longest scope, in characters.
+pub const MAX_SCOPE_LEN: usize = 256;
+/// Most entries in `scopes`.
+pub const MAX_SCOPES: usize = 256;
+/// Most entries in `defaultScopes`.
+pub const MAX_DEFAULT_SCOPES: usize = 64;
+// A tripwire: raising these bounds can make the API server refuse the CRD (see the module
+// doc); check the CRD against a real API server before changing this product.
+const _: () = assert!(MAX_DEFAULT_SCOPES * MAX_SCOPES * MAX_SCOPE_LEN <= 64 * 256 * 256);
+/// On each `scopes` entry: a '*' may only end a scope (it makes the entry a prefix match).
+pub const SCOPE_STAR_LAST: &str = "self.indexOf('*') < 0 || self.indexOf('*') == size(self) - 1";
+pub const SCOPE_STAR_LAST_MESSAGE: &str = "'*' is only allowed as the last character of a scope";
+/// On each `defaultScopes` entry: a concrete scope, never a pattern.
+pub const DEFAULT_SCOPE_PLAIN: &str = "!self.contains('*')";
+pub const DEFAULT_SCOPE_PLAIN_MESSAGE: &str =
+    "a default scope must be a plain scope name, without '*'";
+/// On the spec: every default scope is allowed by `scopes` ("default" always is; an entry `p*`
+/// allows the scopes that start with `p` and are longer than `p`).
+pub const DEFAULT_SCOPES_ALLOWED: &str = "!has(self.defaultScopes) || self.defaultScopes.all(d, \
+     d == 'default' || (has(self.scopes) && self.scopes.exists(s, s == d || (s.endsWith('*') \
+     && size(d) >= size(s) && d.startsWith(s.substring(0, size(s) - 1))))))";
+pub const DEFAULT_SCOPES_ALLOWED_MESSAGE: &str = "every default scope must be allowed by scopes \
+     (\"default\" always is; an entry \"p*\" allows the scopes that start with \"p\" and are longer)";
+/// Where the API server reports a [`DEFAULT_SCOPES_ALLOWED`] failure, relative to the spec.
+pub const DEFAULT_SCOPES_ALLOWED_FIELD: &str = ".defaultScopes";
+
+/// Longest audience, in characters.
+pub const MAX_AUDIENCE_LEN: usize = 1024;
+/// Most audiences.
+pub const MAX_AUDIENCES: usize = 64;
+
+/// Names `claims` may not have: Latchkey's own claims, and the empty name. (The schema refuses
+/// them with OpenAPI rather than CEL; see `types::claims_schema`.)
+pub fn forbidden_claim_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("").chain(latchkey_core::client::RESERVED_CLAIMS)
+}
+pub const RESERVED_CLAIMS_MESSAGE: &str = "iss, sub, aud, exp, nbf, iat, jti, clientId and \
+     scope are set by Latchkey and cannot be static claims";
+pub const EMPTY_CLAIM_NAME_MESSAGE: &str = "a claim name must not be empty";
+
+/// Longest duration string.
+pub const MAX_DURATION_LEN: usize = 64;
+/// On `accessTokenLifetime`: between one second and `latchkey_core::client::MAX_TOKEN_LIFETIME`.
+pub const LIFETIME_RANGE: &str =
+    "duration(self) >= duration('1s') && duration(self) <= duration('24h')";
+pub const LIFETIME_RANGE_MESSAGE: &str = "must be between 1s and 24h";
+
+/// Whether `id` matches [`CLIENT_ID_PATTERN`] and its length bound.
+pub fn is_client_id(id: &str) -> bool {
+    (1..=MAX_CLIENT_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// Whether `name` matches [`SECRET_NAME_PATTERN`] and its length bound.
+pub fn is_secret_name(name: &str) -> bool {
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(edge)
+            && b.last().is_some_and(edge)
+            && b.iter().all(|c| edge(c) || *c == b'-')
+    };
+    name.len() <= MAX_SECRET_NAME_LEN && name.split('.').all(label)
+}
+
+/// Whether `key` matches [`SECRET_KEY_PATTERN`] and its length bound.
+pub fn is_secret_key(key: &str) -> bool {
+    (1..=MAX_SECRET_KEY_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::client::{MAX_TOKEN_LIFETIME, RESERVED_CLAIMS};
+
+    #[test]
+    fn rules_agree_with_the_core_constants() {
+        for name in RESERVED_CLAIMS {
+            assert!(RESERVED_CLAIMS_MESSAGE.contains(name), "{name}");
+        }
+        assert_eq!(MAX_TOKEN_LIFETIME.as_secs(), 24 * 3600);
+        assert!(LIFETIME_RANGE.contains("duration('24h')"));
+        assert!(
+            DEFAULT_SCOPES_ALLOWED.contains(&format!("'{}'", latchkey_core::scope::DEFAULT_SCOPE))
+        );
+        assert_eq!(MAX_CLIENT_ID_LEN, 256);
+    }
+
+    #[test]
+    fn client_ids() {
+        for ok in [
+            "a",
+            "orders-gateway",
+            "45f1c5c8-a92e-11ed-afa1-0242ac120002",
+            "!~;9",
+        ] {
+            assert!(is_client_id(ok), "{ok:?}");
+        }
+        let long = "a".repeat(MAX_CLIENT_ID_LEN + 1);
+        for bad in ["", "a b", "a:b", "é", "a\tb", "\x7f", long.as_str()] {
+            assert!(!is_client_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secret_names_and_keys() {
+        for ok in ["a", "orders-gateway-secret", "a.b-c.d0", "0a"] {
+            assert!(is_secret_name(ok), "{ok:?}");
+        }
+        let long = "a".repeat(MAX_SECRET_NAME_LEN + 1);
+        for bad in [
+            "",
+            "A",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b",
+            long.as_str(),
+        ] {
+            assert!(!is_secret_name(bad), "{bad:?}");
+        }
+        for ok in ["clientSecret", "client-secret.txt", "_a", "a.b", "A9"] {
+            assert!(is_secret_key(ok), "{ok:?}");
+        }
+        let long = "a".repeat(MAX_SECRET_KEY_LEN + 1);
+        for bad in ["", "a b", "a/b", "a:b", long.as_str()] {
+            assert!(!is_secret_key(bad), "{bad:?}");
+        }
+    }
+}
