@@ -16,10 +16,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start; boxing the large variants would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve tokens from YAML files and a local state directory, with no cluster.
     Standalone(StandaloneArgs),
+    /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
+    Crd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,7 +166,9 @@ mod tests {
     #[test]
     fn defaults_follow_apk() {
         let cli = Cli::try_parse_from(["latchkey", "standalone"]).unwrap();
-        let Command::Standalone(a) = cli.command;
+        let Command::Standalone(a) = cli.command else {
+            panic!("standalone parses as Standalone")
+        };
         assert_eq!(a.serve.listen.to_string(), "0.0.0.0:9095");
         assert_eq!(a.serve.admin_listen.to_string(), "127.0.0.1:9096");
         assert_eq!(a.serve.issuer, "https://idp.am.wso2.com/token");

@@ -2,6 +2,7 @@
 //! `latchkey`: wires the command line to the token service.
 
 mod cli;
+mod crd;
 mod error;
 mod files;
 mod logging;
@@ -26,6 +27,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
+        // Only prints: no logging, no runtime.
+        Command::Crd => crd::print(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
