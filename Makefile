@@ -33,3 +33,10 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+## generate: regenerate the CRD manifest from the types (CI fails when it drifts)
+.PHONY: generate
+generate:
+	$(CARGO) run -q -p latchkey -- crd > manifests/crds/oauthclients.latchkey.dev.yaml.tmp \
+	  || { rm -f manifests/crds/oauthclients.latchkey.dev.yaml.tmp; exit 1; }
+	mv manifests/crds/oauthclients.latchkey.dev.yaml.tmp manifests/crds/oauthclients.latchkey.dev.yaml
