@@ -119,7 +119,11 @@ mod tests {
             &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
         )
         .unwrap();
-        Issuer::new(TokenSettings::default(), registry, Some(KeySet::single(key)))
+        Issuer::new(
+            TokenSettings::default(),
+            registry,
+            Some(KeySet::single(key)),
+        )
     }
 
     fn req<'a>(
@@ -168,8 +172,17 @@ mod tests {
 
     #[test]
     fn without_keys_requests_are_told_to_retry() {
-        let i = Issuer::new(TokenSettings::default(), Registry::new([ClientRecord::new(spec("a", "pw")).unwrap()]).unwrap(), None);
-        let e = i.issue(req("client_credentials", "a", "pw", None), SystemTime::now()).unwrap_err();
+        let i = Issuer::new(
+            TokenSettings::default(),
+            Registry::new([ClientRecord::new(spec("a", "pw")).unwrap()]).unwrap(),
+            None,
+        );
+        let e = i
+            .issue(
+                req("client_credentials", "a", "pw", None),
+                SystemTime::now(),
+            )
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
         assert_eq!(e.code.http_status(), 503);
     }

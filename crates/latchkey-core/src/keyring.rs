@@ -51,7 +51,12 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring with one new active key.
-    pub fn bootstrap(kid: &str, alg: SigningAlgorithm, rsa_bits: u32, now: SystemTime) -> Result<KeyRing, CoreError> {
+    pub fn bootstrap(
+        kid: &str,
+        alg: SigningAlgorithm,
+        rsa_bits: u32,
+        now: SystemTime,
+    ) -> Result<KeyRing, CoreError> {
         let material = KeyMaterial::generate(alg, rsa_bits)?;
         Ok(KeyRing {
             keys: vec![KeyRecord {
@@ -65,7 +70,8 @@ impl KeyRing {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<KeyRing, CoreError> {
-        serde_json::from_slice(bytes).map_err(|e| CoreError::KeySet(format!("stored key ring is not valid: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| CoreError::KeySet(format!("stored key ring is not valid: {e}")))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -100,7 +106,8 @@ mod tests {
 
     #[test]
     fn bootstrap_round_trips_and_serves_one_active_key() {
-        let ring = KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
+        let ring =
+            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
         let back = KeyRing::from_json(&ring.to_json()).unwrap();
         assert_eq!(ring, back);
         let set = back.key_set().unwrap();
@@ -110,10 +117,12 @@ mod tests {
 
     #[test]
     fn a_ring_needs_exactly_one_active_key() {
-        let mut ring = KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
+        let mut ring =
+            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
         ring.keys[0].state = KeyState::Next;
         assert!(ring.key_set().is_err());
-        let mut two = KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
+        let mut two =
+            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
         let mut second = two.keys[0].clone();
         second.kid = "k2".into();
         two.keys.push(second);

@@ -45,9 +45,18 @@ pub fn credentials_secret(
         block_owner_deletion: None,
     };
     let data = BTreeMap::from([
-        (secret::CLIENT_ID_KEY.to_owned(), ByteString(client_id.as_bytes().to_vec())),
-        (secret::DEFAULT_SECRET_KEY.to_owned(), ByteString(client_secret.as_bytes().to_vec())),
-        (secret::TOKEN_URL_KEY.to_owned(), ByteString(token_url.as_bytes().to_vec())),
+        (
+            secret::CLIENT_ID_KEY.to_owned(),
+            ByteString(client_id.as_bytes().to_vec()),
+        ),
+        (
+            secret::DEFAULT_SECRET_KEY.to_owned(),
+            ByteString(client_secret.as_bytes().to_vec()),
+        ),
+        (
+            secret::TOKEN_URL_KEY.to_owned(),
+            ByteString(token_url.as_bytes().to_vec()),
+        ),
     ]);
     Secret {
         metadata: ObjectMeta {
@@ -82,9 +91,23 @@ mod tests {
         let mut owner = OAuthClient::new("gw", Default::default());
         owner.metadata.namespace = Some("apps".into());
         owner.metadata.uid = Some("u1".into());
-        let s = credentials_secret(&owner, "gw-credentials", "id", "pw", "https://x/oauth2/token");
+        let s = credentials_secret(
+            &owner,
+            "gw-credentials",
+            "id",
+            "pw",
+            "https://x/oauth2/token",
+        );
         let r = &s.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((r.kind.as_str(), r.name.as_str(), r.uid.as_str(), r.controller), ("OAuthClient", "gw", "u1", Some(true)));
+        assert_eq!(
+            (
+                r.kind.as_str(),
+                r.name.as_str(),
+                r.uid.as_str(),
+                r.controller
+            ),
+            ("OAuthClient", "gw", "u1", Some(true))
+        );
         assert_eq!(r.api_version, "latchkey.dev/v1alpha1");
         let data = s.data.unwrap();
         assert_eq!(data["clientId"].0, b"id");

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use latchkey_core::{CoreError, keyring::KeyRing};
 
 use crate::index::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -23,17 +25,28 @@ pub fn parse(secret: &Secret) -> Result<KeyRing, CoreError> {
 }
 
 /// A Secret holding `ring`; `resource_version` makes a replace conditional on that version.
-pub fn secret(name: &str, namespace: &str, ring: &KeyRing, resource_version: Option<String>) -> Secret {
+pub fn secret(
+    name: &str,
+    namespace: &str,
+    ring: &KeyRing,
+    resource_version: Option<String>,
+) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
-            labels: Some(BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_owned(),
+                MANAGED_BY_VALUE.to_owned(),
+            )])),
             resource_version,
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(KEYRING_KEY.to_owned(), ByteString(ring.to_json()))])),
+        data: Some(BTreeMap::from([(
+            KEYRING_KEY.to_owned(),
+            ByteString(ring.to_json()),
+        )])),
         ..Secret::default()
     }
 }
@@ -45,7 +58,13 @@ mod tests {
 
     #[test]
     fn a_ring_survives_the_secret() {
-        let ring = KeyRing::bootstrap("k", SigningAlgorithm::EdDSA, 0, std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let ring = KeyRing::bootstrap(
+            "k",
+            SigningAlgorithm::EdDSA,
+            0,
+            std::time::SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let s = secret("keys", "ns", &ring, Some("7".into()));
         assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(parse(&s).unwrap(), ring);

@@ -64,7 +64,10 @@ impl Elector {
     async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.cfg.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -85,16 +88,26 @@ impl Elector {
             }
             let duration = spec
                 .lease_duration_seconds
-                .map_or(self.cfg.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
+                .map_or(self.cfg.lease_duration, |s| {
+                    Duration::from_secs(s.max(0) as u64)
+                });
             let expired = holder.is_none() || self.observed_at.elapsed() > duration;
             if !expired {
                 return Ok(false);
             }
         }
-        let next = if mine { self.spec(transitions, spec.acquire_time) } else { self.spec(transitions + 1, None) };
+        let next = if mine {
+            self.spec(transitions, spec.acquire_time)
+        } else {
+            self.spec(transitions + 1, None)
+        };
         lease.spec = Some(next);
         // `replace` sends the resourceVersion we read: a concurrent writer makes this fail.
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => {
                 if !mine {
                     tracing::info!(identity = %self.cfg.identity, lease = %lease.name_any(), "acquired the lease");
@@ -108,14 +121,22 @@ impl Elector {
 
     /// Give the Lease up so another replica can take it at once.
     async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await else { return };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.cfg.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.cfg.identity.as_str()) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => tracing::info!(identity = %self.cfg.identity, "released the lease"),
             Err(e) => tracing::warn!(error = %e, "could not release the lease"),
         }
@@ -134,7 +155,12 @@ pub async fn run(
     if cfg.identity.is_empty() {
         return Err(OperatorError::Lease("the replica identity is empty".into()));
     }
-    let mut elector = Elector { api, cfg: cfg.clone(), observed: None, observed_at: Instant::now() };
+    let mut elector = Elector {
+        api,
+        cfg: cfg.clone(),
+        observed: None,
+        observed_at: Instant::now(),
+    };
     let mut last_renewed: Option<Instant> = None;
     let mut tick = tokio::time::interval(cfg.retry_period);
     loop {

@@ -66,7 +66,8 @@ pub trait Observer: Send + Sync + 'static {
     fn leading(&self, leading: bool);
 }
 
-/// What the index task hands the writer.
+/// What the index task hands the writer (only once everything is listed: before that, an
+/// outcome may rest on objects not seen yet).
 #[derive(Default)]
 struct WorkItem {
     outcomes: Vec<Outcome>,
@@ -84,7 +85,11 @@ enum KeysState {
 
 type Scoped<K> = (Option<String>, Result<Event<K>, watcher::Error>);
 
-fn scoped_watch<K>(client: &Client, namespaces: &Option<Vec<String>>, config: watcher::Config) -> BoxStream<'static, Scoped<K>>
+fn scoped_watch<K>(
+    client: &Client,
+    namespaces: &Option<Vec<String>>,
+    config: watcher::Config,
+) -> BoxStream<'static, Scoped<K>>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -97,28 +102,52 @@ where
         None => vec![tagged(None, Api::<K>::all(client.clone()), config)],
         Some(list) => list
             .iter()
-            .map(|ns| tagged(Some(ns.clone()), Api::<K>::namespaced(client.clone(), ns), config.clone()))
+            .map(|ns| {
+                tagged(
+                    Some(ns.clone()),
+                    Api::<K>::namespaced(client.clone(), ns),
+                    config.clone(),
+                )
+            })
             .collect(),
     };
     futures::stream::select_all(streams).boxed()
 }
 
-fn tagged<K>(scope: Option<String>, api: Api<K>, config: watcher::Config) -> BoxStream<'static, Scoped<K>>
+fn tagged<K>(
+    scope: Option<String>,
+    api: Api<K>,
+    config: watcher::Config,
+) -> BoxStream<'static, Scoped<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
 {
-    watcher::watcher(api, config).default_backoff().map(move |e| (scope.clone(), e)).boxed()
+    watcher::watcher(api, config)
+        .default_backoff()
+        .map(move |e| (scope.clone(), e))
+        .boxed()
 }
 
-/// Events of one relist, gathered until `InitDone`.
+/// Events of one relist, gathered until `InitDone`: the objects kept, and (for Secrets) the
+/// names of all listed.
 struct Relist<K> {
     pending: HashMap<Option<String>, Vec<K>>,
+    names: HashMap<Option<String>, Vec<ObjKey>>,
     synced: HashSet<Option<String>>,
 }
 
 impl<K> Relist<K> {
     fn new() -> Self {
-        Relist { pending: HashMap::new(), synced: HashSet::new() }
+        Relist {
+            pending: HashMap::new(),
+            names: HashMap::new(),
+            synced: HashSet::new(),
+        }
     }
 }
 
@@ -146,10 +175,22 @@ pub async fn run(
         retry_period: cfg.retry_period,
     };
     let contact = observer.clone();
-    let mut lease_task =
-        tokio::spawn(leader::run(lease_api, lease_cfg, leading_tx, shutdown.clone(), move || contact.api_contact()));
+    let mut lease_task = tokio::spawn(leader::run(
+        lease_api,
+        lease_cfg,
+        leading_tx,
+        shutdown.clone(),
+        move || contact.api_contact(),
+    ));
 
-    let keys_task = tokio::spawn(watch_keys(client.clone(), cfg.clone(), issuer.clone(), observer.clone(), keys_tx, shutdown.clone()));
+    let keys_task = tokio::spawn(watch_keys(
+        client.clone(),
+        cfg.clone(),
+        issuer.clone(),
+        observer.clone(),
+        keys_tx,
+        shutdown.clone(),
+    ));
     let index_task = tokio::spawn(watch_index(
         client.clone(),
         cfg.clone(),
@@ -159,8 +200,15 @@ pub async fn run(
         synced_tx,
         shutdown.clone(),
     ));
-    let writer_task =
-        tokio::spawn(write_loop(client, cfg, observer.clone(), leading_rx, work_rx, keys_rx.clone(), shutdown.clone()));
+    let writer_task = tokio::spawn(write_loop(
+        client,
+        cfg,
+        observer.clone(),
+        leading_rx,
+        work_rx,
+        keys_rx.clone(),
+        shutdown.clone(),
+    ));
 
     // Ready once the lists are synced and a signing key is loaded.
     let readiness = {
@@ -210,7 +258,9 @@ async fn watch_keys(
             observer.keys_swapped(&set);
             issuer.replace_keys(set);
         }
-        Err(e) => tracing::error!(error = %e, "signing keys Secret is invalid; keeping the keys in use"),
+        Err(e) => {
+            tracing::error!(error = %e, "signing keys Secret is invalid; keeping the keys in use")
+        }
     };
     loop {
         let event = tokio::select! {
@@ -233,7 +283,9 @@ async fn watch_keys(
                         }
                     }
                     Event::Delete(_) => {
-                        tracing::warn!("signing keys Secret deleted; signing on with the keys in memory until it is written again");
+                        tracing::warn!(
+                            "signing keys Secret deleted; signing on with the keys in memory until it is written again"
+                        );
                         state.send_replace(KeysState::Absent);
                     }
                 }
@@ -257,10 +309,12 @@ async fn watch_index(
         None => vec![None],
         Some(list) => list.iter().cloned().map(Some).collect(),
     };
-    let mut clients = scoped_watch::<OAuthClient>(&client, &cfg.namespaces, watcher::Config::default());
+    let mut clients =
+        scoped_watch::<OAuthClient>(&client, &cfg.namespaces, watcher::Config::default());
     // Secrets are watched once the clients are known, so a relist keeps exactly those needed.
     let mut secrets: Option<BoxStream<'static, Scoped<Secret>>> = None;
-    let (fetched_tx, mut fetched_rx) = mpsc::channel::<(ObjKey, Result<Option<Secret>, kube::Error>)>(256);
+    let (fetched_tx, mut fetched_rx) =
+        mpsc::channel::<(ObjKey, Result<Option<Secret>, kube::Error>)>(256);
     let mut fetching: HashSet<ObjKey> = HashSet::new();
     let mut index = Index::default();
     let mut client_relist = Relist::<OAuthClient>::new();
@@ -284,11 +338,17 @@ async fn watch_index(
             }
             _ = sleep_until(deadline) => {
                 deadline = None;
+                let all_synced = scopes.iter().all(|s| client_relist.synced.contains(s) && secret_relist.synced.contains(s));
+                if all_synced {
+                    index.mark_secrets_listed();
+                }
                 let resolution = index.resolve();
                 observer.registry_swapped(&resolution.registry);
                 issuer.replace_registry(resolution.registry);
-                let clients_map = index.clients().map(|c| (key_of(c.as_ref()), c.clone())).collect();
-                work.send_replace(Arc::new(WorkItem { outcomes: resolution.outcomes, to_create: resolution.to_create, clients: clients_map }));
+                if all_synced {
+                    let clients_map = index.clients().map(|c| (key_of(c.as_ref()), c.clone())).collect();
+                    work.send_replace(Arc::new(WorkItem { outcomes: resolution.outcomes, to_create: resolution.to_create, clients: clients_map }));
+                }
                 if secrets.is_some() {
                     for key in index.unknown_secrets() {
                         if fetching.insert(key.clone()) {
@@ -301,7 +361,6 @@ async fn watch_index(
                         }
                     }
                 }
-                let all_synced = scopes.iter().all(|s| client_relist.synced.contains(s) && secret_relist.synced.contains(s));
                 if all_synced && !*synced.borrow() {
                     synced.send_replace(true);
                 }
@@ -310,7 +369,11 @@ async fn watch_index(
             _ = shutdown.changed() => return,
         };
         if secrets.is_none() && scopes.iter().all(|s| client_relist.synced.contains(s)) {
-            secrets = Some(scoped_watch::<Secret>(&client, &cfg.namespaces, watcher::Config::default()));
+            secrets = Some(scoped_watch::<Secret>(
+                &client,
+                &cfg.namespaces,
+                watcher::Config::default(),
+            ));
         }
         if dirty && deadline.is_none() {
             deadline = Some(Instant::now() + DEBOUNCE);
@@ -361,7 +424,11 @@ fn handle_client_event(
         }
         Event::InitDone => {
             let list = relist.pending.remove(&scope).unwrap_or_default();
-            tracing::info!(namespace = scope.as_deref().unwrap_or("*"), clients = list.len(), "OAuthClients listed");
+            tracing::info!(
+                namespace = scope.as_deref().unwrap_or("*"),
+                clients = list.len(),
+                "OAuthClients listed"
+            );
             index.replace_clients(scope.as_deref(), list);
             relist.synced.insert(scope);
         }
@@ -388,20 +455,25 @@ fn handle_secret_event(
         Event::Apply(s) => index.apply_secret(&s),
         Event::Delete(s) => index.delete_secret(&key_of(&s)),
         Event::Init => {
-            relist.pending.insert(scope, Vec::new());
+            relist.pending.insert(scope.clone(), Vec::new());
+            relist.names.insert(scope, Vec::new());
             return false;
         }
         Event::InitApply(s) => {
             // Keep only what could matter, so a relist of a large cluster costs little memory.
             let key = key_of(&s);
-            if index.secret_wanted(&key) || crate::index::SecretEntry::from_secret(&s).managed {
+            let keep =
+                index.secret_wanted(&key) || crate::index::SecretEntry::from_secret(&s).managed;
+            relist.names.entry(scope.clone()).or_default().push(key);
+            if keep {
                 relist.pending.entry(scope).or_default().push(s);
             }
             return false;
         }
         Event::InitDone => {
-            let list = relist.pending.remove(&scope).unwrap_or_default();
-            index.replace_secrets(scope.as_deref(), &list);
+            let keep = relist.pending.remove(&scope).unwrap_or_default();
+            let names = relist.names.remove(&scope).unwrap_or_default();
+            index.replace_secrets(scope.as_deref(), names, &keep);
             relist.synced.insert(scope);
         }
     }
@@ -439,7 +511,18 @@ async fn write_loop(
             tracing::warn!(error = %e, "signing keys not created");
         }
         let item = work.borrow_and_update().clone();
-        writer.create_credentials(&item.to_create, &item.clients).await;
-        writer.write_statuses(&item.outcomes).await;
+        writer
+            .create_credentials(&item.to_create, &item.clients)
+            .await;
+        // Clients whose credentials were just made change state as soon as the watch brings
+        // their Secret: writing "pending" for them now would only be overwritten.
+        let just_created: HashSet<&ObjKey> = item.to_create.iter().map(|c| &c.owner).collect();
+        let outcomes: Vec<Outcome> = item
+            .outcomes
+            .iter()
+            .filter(|o| !just_created.contains(&key_of(o.client.as_ref())))
+            .cloned()
+            .collect();
+        writer.write_statuses(&outcomes).await;
     }
 }

@@ -17,20 +17,42 @@ fn conditions(state: &ClientState) -> [(&'static str, Cond); 3] {
     let ok_secret = (true, "Resolved", "credentials found".to_owned());
     let ok_spec = (true, "Valid", "spec is valid".to_owned());
     let (ready, secret, spec): (Cond, Cond, Cond) = match state {
-        ClientState::Registered => ((true, "Registered", "issuing tokens".into()), ok_secret, ok_spec),
-        ClientState::Disabled => {
-            ((false, "Disabled", "spec.disabled is true: no tokens are issued".into()), ok_secret, ok_spec)
-        }
+        ClientState::Registered => (
+            (true, "Registered", "issuing tokens".into()),
+            ok_secret,
+            ok_spec,
+        ),
+        ClientState::Disabled => (
+            (
+                false,
+                "Disabled",
+                "spec.disabled is true: no tokens are issued".into(),
+            ),
+            ok_secret,
+            ok_spec,
+        ),
         ClientState::InvalidSpec(m) => {
             let c = (false, "InvalidSpec", m.clone());
-            (c.clone(), (true, "Resolved", "not checked: spec is invalid".into()), c)
+            (
+                c.clone(),
+                (true, "Resolved", "not checked: spec is invalid".into()),
+                c,
+            )
         }
         ClientState::SecretNotFound { secret } => {
-            let c = (false, "SecretNotFound", format!("Secret {secret} does not exist"));
+            let c = (
+                false,
+                "SecretNotFound",
+                format!("Secret {secret} does not exist"),
+            );
             (c.clone(), c, ok_spec)
         }
         ClientState::SecretKeyMissing { secret, key } => {
-            let c = (false, "SecretKeyMissing", format!("Secret {secret} has no key {key:?}"));
+            let c = (
+                false,
+                "SecretKeyMissing",
+                format!("Secret {secret} has no key {key:?}"),
+            );
             (c.clone(), c, ok_spec)
         }
         ClientState::ClientIdMissing { secret } => {
@@ -42,20 +64,31 @@ fn conditions(state: &ClientState) -> [(&'static str, Cond); 3] {
             (c.clone(), c, ok_spec)
         }
         ClientState::CredentialsPending { secret } => {
-            let c = (false, "CredentialsPending", format!("waiting for Secret {secret}"));
+            let c = (
+                false,
+                "CredentialsPending",
+                format!("waiting for Secret {secret}"),
+            );
             (c.clone(), c, ok_spec)
         }
         ClientState::ClientIdConflict { client_id, holder } => (
             (
                 false,
                 "ClientIdConflict",
-                format!("client id {client_id:?} is already used by OAuthClient {}/{}, which is older", holder.0, holder.1),
+                format!(
+                    "client id {client_id:?} is already used by OAuthClient {}/{}, which is older",
+                    holder.0, holder.1
+                ),
             ),
             ok_secret,
             ok_spec,
         ),
     };
-    [(READY, ready), (SECRET_RESOLVED, secret), (SPEC_VALID, spec)]
+    [
+        (READY, ready),
+        (SECRET_RESOLVED, secret),
+        (SPEC_VALID, spec),
+    ]
 }
 
 /// The status this outcome calls for. Conditions whose status did not change keep their
@@ -115,7 +148,12 @@ mod tests {
         let mut c = OAuthClient::new("c", Default::default());
         c.metadata.generation = Some(3);
         c.status = status;
-        Outcome { client: Arc::new(c), client_id: Some("id".into()), secret_name: "s".into(), state }
+        Outcome {
+            client: Arc::new(c),
+            client_id: Some("id".into()),
+            secret_name: "s".into(),
+            state,
+        }
     }
 
     #[test]
@@ -123,7 +161,11 @@ mod tests {
         let s = desired(&outcome(None, ClientState::Registered), time(100));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.client_id.as_deref(), Some("id"));
-        assert!(s.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(3)));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.status == "True" && c.observed_generation == Some(3))
+        );
         assert_eq!(ready(Some(&s)).unwrap().reason, "Registered");
     }
 
@@ -139,13 +181,30 @@ mod tests {
     #[test]
     fn a_change_moves_only_the_changed_conditions_times() {
         let first = desired(&outcome(None, ClientState::Registered), time(100));
-        let o = outcome(Some(first), ClientState::ClientIdConflict { client_id: "id".into(), holder: ("a".into(), "b".into()) });
+        let o = outcome(
+            Some(first),
+            ClientState::ClientIdConflict {
+                client_id: "id".into(),
+                holder: ("a".into(), "b".into()),
+            },
+        );
         let next = desired(&o, time(200));
         assert!(needs_write(&o, &next));
         let r = ready(Some(&next)).unwrap();
-        assert_eq!((r.status.as_str(), r.reason.as_str(), &r.last_transition_time), ("False", "ClientIdConflict", &time(200)));
+        assert_eq!(
+            (
+                r.status.as_str(),
+                r.reason.as_str(),
+                &r.last_transition_time
+            ),
+            ("False", "ClientIdConflict", &time(200))
+        );
         assert!(r.message.contains("a/b"));
-        let secret = next.conditions.iter().find(|c| c.type_ == SECRET_RESOLVED).unwrap();
+        let secret = next
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SECRET_RESOLVED)
+            .unwrap();
         assert_eq!(secret.last_transition_time, time(100));
     }
 
@@ -155,13 +214,31 @@ mod tests {
             ClientState::Disabled,
             ClientState::InvalidSpec("x".into()),
             ClientState::SecretNotFound { secret: "s".into() },
-            ClientState::SecretKeyMissing { secret: "s".into(), key: "k".into() },
+            ClientState::SecretKeyMissing {
+                secret: "s".into(),
+                key: "k".into(),
+            },
             ClientState::ClientIdMissing { secret: "s".into() },
             ClientState::CredentialsPending { secret: "s".into() },
         ]
         .into_iter()
-        .map(|st| ready(Some(&desired(&outcome(None, st), time(1)))).unwrap().reason.clone())
+        .map(|st| {
+            ready(Some(&desired(&outcome(None, st), time(1))))
+                .unwrap()
+                .reason
+                .clone()
+        })
         .collect();
-        assert_eq!(reasons, ["Disabled", "InvalidSpec", "SecretNotFound", "SecretKeyMissing", "ClientIdMissing", "CredentialsPending"]);
+        assert_eq!(
+            reasons,
+            [
+                "Disabled",
+                "InvalidSpec",
+                "SecretNotFound",
+                "SecretKeyMissing",
+                "ClientIdMissing",
+                "CredentialsPending"
+            ]
+        );
     }
 }

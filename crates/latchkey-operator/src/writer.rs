@@ -21,8 +21,9 @@ use latchkey_api::{OAuthClient, OAuthClientStatus};
 use latchkey_core::keyring::KeyRing;
 
 use crate::{
-    OperatorError, credentials, keys,
+    OperatorError, credentials,
     index::{CredentialsToCreate, ObjKey, Outcome, key_of},
+    keys,
     run::OperatorConfig,
     status,
 };
@@ -59,7 +60,11 @@ fn transition_event(previous: Option<&Condition>, next: Option<&Condition>) -> O
     if previous.is_some_and(|p| p.status == next.status && p.reason == next.reason) {
         return None;
     }
-    let type_ = if next.status == "True" { EventType::Normal } else { EventType::Warning };
+    let type_ = if next.status == "True" {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
     Some(Event {
         type_,
         reason: next.reason.clone(),
@@ -71,7 +76,10 @@ fn transition_event(previous: Option<&Condition>, next: Option<&Condition>) -> O
 
 impl Writer {
     pub fn new(client: Client, cfg: Arc<OperatorConfig>) -> Writer {
-        let reporter = Reporter { controller: "latchkey".into(), instance: Some(cfg.identity.clone()) };
+        let reporter = Reporter {
+            controller: "latchkey".into(),
+            instance: Some(cfg.identity.clone()),
+        };
         Writer {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -100,7 +108,10 @@ impl Writer {
                     written.remove(&key);
                     continue;
                 }
-                if written.get(&key).is_some_and(|w| same_ignoring_times(w, &desired)) {
+                if written
+                    .get(&key)
+                    .is_some_and(|w| same_ignoring_times(w, &desired))
+                {
                     continue;
                 }
                 todo.push((key, outcome.client.clone(), desired));
@@ -132,7 +143,11 @@ impl Writer {
 
     /// Create the generated credentials that are missing. A Secret that appeared meanwhile is
     /// left as it is (create fails with a conflict): a secret value is never overwritten.
-    pub async fn create_credentials(&self, to_create: &[CredentialsToCreate], clients: &HashMap<ObjKey, Arc<OAuthClient>>) {
+    pub async fn create_credentials(
+        &self,
+        to_create: &[CredentialsToCreate],
+        clients: &HashMap<ObjKey, Arc<OAuthClient>>,
+    ) {
         let todo: Vec<_> = {
             let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
             to_create
@@ -153,7 +168,11 @@ impl Writer {
             .await;
     }
 
-    async fn create_one(&self, create: &CredentialsToCreate, owner: &OAuthClient) -> Result<(), OperatorError> {
+    async fn create_one(
+        &self,
+        create: &CredentialsToCreate,
+        owner: &OAuthClient,
+    ) -> Result<(), OperatorError> {
         let secret = credentials::credentials_secret(
             owner,
             &create.secret_name,
@@ -167,14 +186,30 @@ impl Writer {
                 let (reason, note, type_) = if create.recreate {
                     (
                         "CredentialsRecreated",
-                        format!("generated Secret {} was missing: made it again with a new client secret (client id kept)", create.secret_name),
+                        format!(
+                            "generated Secret {} was missing: made it again with a new client secret (client id kept)",
+                            create.secret_name
+                        ),
                         EventType::Warning,
                     )
                 } else {
-                    ("CredentialsCreated", format!("generated Secret {} with new credentials", create.secret_name), EventType::Normal)
+                    (
+                        "CredentialsCreated",
+                        format!(
+                            "generated Secret {} with new credentials",
+                            create.secret_name
+                        ),
+                        EventType::Normal,
+                    )
                 };
                 tracing::info!(client = %format!("{}/{}", create.owner.0, create.owner.1), secret = %create.secret_name, reason, "credentials written");
-                let ev = Event { type_, reason: reason.into(), note: Some(note), action: "CreateCredentials".into(), secondary: None };
+                let ev = Event {
+                    type_,
+                    reason: reason.into(),
+                    note: Some(note),
+                    action: "CreateCredentials".into(),
+                    secondary: None,
+                };
                 self.event(owner, ev).await;
                 Ok(())
             }
@@ -185,7 +220,12 @@ impl Writer {
 
     /// Create the signing-key Secret with a first key when there is none.
     pub async fn bootstrap_keys(&self) -> Result<(), OperatorError> {
-        let ring = KeyRing::bootstrap(&self.cfg.kid, self.cfg.key_alg, self.cfg.rsa_bits, std::time::SystemTime::now())?;
+        let ring = KeyRing::bootstrap(
+            &self.cfg.kid,
+            self.cfg.key_alg,
+            self.cfg.rsa_bits,
+            std::time::SystemTime::now(),
+        )?;
         let secret = keys::secret(&self.cfg.keys_secret, &self.cfg.namespace, &ring, None);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
         match api.create(&PostParams::default(), &secret).await {
@@ -216,10 +256,23 @@ mod tests {
 
     #[test]
     fn events_only_on_ready_transitions() {
-        assert!(transition_event(Some(&cond("True", "Registered")), Some(&cond("True", "Registered"))).is_none());
+        assert!(
+            transition_event(
+                Some(&cond("True", "Registered")),
+                Some(&cond("True", "Registered"))
+            )
+            .is_none()
+        );
         let ev = transition_event(None, Some(&cond("True", "Registered"))).unwrap();
-        assert_eq!((ev.type_, ev.reason.as_str()), (EventType::Normal, "Registered"));
-        let ev = transition_event(Some(&cond("True", "Registered")), Some(&cond("False", "ClientIdConflict"))).unwrap();
+        assert_eq!(
+            (ev.type_, ev.reason.as_str()),
+            (EventType::Normal, "Registered")
+        );
+        let ev = transition_event(
+            Some(&cond("True", "Registered")),
+            Some(&cond("False", "ClientIdConflict")),
+        )
+        .unwrap();
         assert_eq!(ev.type_, EventType::Warning);
     }
 }
