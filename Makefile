@@ -3,7 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint fmt bench clean
+.PHONY: all build run test unit e2e lint fmt bench clean
+
+include tests/testenv/testenv.mk
 
 all: build
 
@@ -16,8 +18,22 @@ run:
 	$(CARGO) run --release -p latchkey -- standalone $(RUN_ARGS)
 
 ## test: the whole suite — unit, whole-process and end-to-end tests
-test:
+test: unit e2e
+
+## unit: pure-logic and whole-process tests (no cluster)
+unit:
 	$(CARGO) test --workspace
+
+## e2e: end-to-end suites against a real kube-apiserver and etcd (started and stopped here)
+e2e:
+	$(CARGO) build --tests -p latchkey --features e2e
+	bash $(TESTENV_DIR)/up.sh
+	set -o pipefail; status=0; \
+	  $(CARGO) test -p latchkey --features e2e --test e2e_operator -- --test-threads=1 --nocapture 2>&1 \
+	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
+	  bash $(TESTENV_DIR)/down.sh; \
+	  grep '^figure:' target/e2e.log || true; \
+	  exit $$status
 
 ## lint: formatting and clippy, warnings as errors
 lint:

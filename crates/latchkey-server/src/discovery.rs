@@ -14,7 +14,8 @@ pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let Some(keys) = app.issuer.keys() else {
         // Nothing to publish yet; not cacheable.
         let mut res = response::json(StatusCode::OK, r#"{"keys":[]}"#);
-        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return res;
     };
     let etag = keys.etag();
@@ -76,8 +77,10 @@ fn base_url<B>(app: &App, req: &Request<B>) -> String {
 pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let base = base_url(app, req);
     let keys = app.issuer.keys();
-    let mut algs: Vec<&str> =
-        keys.iter().flat_map(|k| k.published().iter().map(|k| k.alg().as_str())).collect();
+    let mut algs: Vec<&str> = keys
+        .iter()
+        .flat_map(|k| k.published().iter().map(|k| k.alg().as_str()))
+        .collect();
     algs.sort_unstable();
     algs.dedup();
     let doc = serde_json::json!({

@@ -49,6 +49,7 @@ pub struct Metrics {
     signing_keys: Family<KeyLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     last_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
+    leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,8 +120,14 @@ impl Metrics {
         let last_sync = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "last_sync_timestamp_seconds",
-            "Unix time of the last successful load of the client registry",
+            "Unix time clients were last read successfully (files loaded, or an answer from the Kubernetes API)",
             last_sync.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and writes",
+            leader.clone(),
         );
         Metrics {
             registry,
@@ -130,6 +137,7 @@ impl Metrics {
             signing_keys,
             reloads,
             last_sync,
+            leader,
         }
     }
 
@@ -146,9 +154,18 @@ impl Metrics {
     }
 
     /// Record a new registry snapshot.
-    pub fn observe_registry(&self, registry: &Registry, unix_now: f64) {
+    pub fn observe_registry(&self, registry: &Registry) {
         self.clients_loaded.set(registry.len() as i64);
+    }
+
+    /// Record a successful read of the clients' source at `unix_now`.
+    pub fn observe_sync(&self, unix_now: f64) {
         self.last_sync.set(unix_now);
+    }
+
+    /// Record whether this replica leads.
+    pub fn observe_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Record a new key set.

@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve tokens from YAML files and a local state directory, with no cluster.
     Standalone(StandaloneArgs),
+    /// Run in a cluster: watch OAuthClients and their Secrets, serve tokens; the Lease holder
+    /// writes status, generated credentials and signing keys.
+    Run(RunArgs),
     /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
     Crd,
 }
@@ -110,19 +113,29 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight requests may take before the process exits.
     #[arg(long, env = "LATCHKEY_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Where the self-signed certificate (and, standalone, the signing key) are kept.
+    #[arg(long, env = "LATCHKEY_STATE_DIR", default_value = "./.latchkey")]
+    pub state_dir: PathBuf,
+    /// How often the clients files and TLS files are checked for changes.
+    #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct StandaloneArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// OAuthClient and Secret manifests: a YAML file or a directory of them. Omitted: APK's
     /// default non-production client (testing only).
     #[arg(long, env = "LATCHKEY_CLIENTS")]
     pub clients: Option<PathBuf>,
-    /// Where the signing key and the self-signed certificate are kept.
-    #[arg(long, env = "LATCHKEY_STATE_DIR", default_value = "./.latchkey")]
-    pub state_dir: PathBuf,
+}
+
+/// The signing key a new key ring starts with.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
     /// Signing algorithm of a newly made key.
     #[arg(long, env = "LATCHKEY_KEY_ALG", value_enum, default_value = "RS256")]
     pub key_alg: KeyAlg,
@@ -132,9 +145,44 @@ pub struct StandaloneArgs {
     /// The `kid` of the signing key (APK's gateway pins this one).
     #[arg(long, env = "LATCHKEY_KID", default_value = apk::KID)]
     pub kid: String,
-    /// How often the clients files and TLS files are checked for changes.
-    #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Watch OAuthClients only in these namespaces (comma-separated); default: all.
+    #[arg(long, env = "LATCHKEY_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Latchkey's own namespace, holding the Lease and the signing-keys Secret (default:
+    /// $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's name in the Lease (default: $POD_NAME, else host name and process id).
+    #[arg(long, env = "LATCHKEY_IDENTITY")]
+    pub identity: Option<String>,
+    /// Name of the Lease that elects the one writer.
+    #[arg(long, env = "LATCHKEY_LEASE_NAME", default_value = "latchkey-leader")]
+    pub lease_name: String,
+    /// How long the Lease holds without renewal; another replica takes over after this.
+    #[arg(long, env = "LATCHKEY_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often the Lease is acquired or renewed.
+    #[arg(long, env = "LATCHKEY_LEASE_RETRY", default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry: Duration,
+    /// Name of the Secret (in --namespace) holding the signing keys.
+    #[arg(
+        long,
+        env = "LATCHKEY_KEYS_SECRET",
+        default_value = "latchkey-signing-keys"
+    )]
+    pub keys_secret: String,
+    /// `tokenUrl` written into generated credentials (default:
+    /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
+    #[arg(long, env = "LATCHKEY_TOKEN_URL")]
+    pub token_url: Option<String>,
 }
 
 fn parse_rsa_bits(text: &str) -> Result<u32, String> {
@@ -173,9 +221,9 @@ mod tests {
         assert_eq!(a.serve.admin_listen.to_string(), "127.0.0.1:9096");
         assert_eq!(a.serve.issuer, "https://idp.am.wso2.com/token");
         assert_eq!(a.serve.token_lifetime, Duration::from_secs(3600));
-        assert_eq!(a.kid, "gateway_certificate_alias");
-        assert_eq!(a.key_alg, KeyAlg::Rs256);
-        assert_eq!(a.rsa_bits, 2048);
+        assert_eq!(a.keys.kid, "gateway_certificate_alias");
+        assert_eq!(a.keys.key_alg, KeyAlg::Rs256);
+        assert_eq!(a.keys.rsa_bits, 2048);
     }
 
     #[test]

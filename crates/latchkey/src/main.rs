@@ -2,6 +2,7 @@
 //! `latchkey`: wires the command line to the token service.
 
 mod cli;
+mod cluster;
 mod crd;
 mod error;
 mod files;
@@ -27,6 +28,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
+        Command::Run(args) => logging::init(args.serve.log_format, &args.serve.log_level)
+            .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.
         Command::Crd => crd::print(),
     };

@@ -1,7 +1,12 @@
 //! Starting the public and admin listeners from the shared serving flags, and stopping them
 //! on SIGTERM/SIGINT after in-flight requests finish.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use latchkey_server::{
     App, AppConfig, Limits, Metrics,
@@ -13,6 +18,25 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{cli::ServeArgs, error::Error, self_signed};
+
+/// Seconds since the Unix epoch, for metrics.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The default token lifetime must be one a client could also ask for.
+pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Error> {
+    let max = latchkey_core::client::MAX_TOKEN_LIFETIME;
+    if settings.default_lifetime.is_zero() || settings.default_lifetime > max {
+        return Err(Error::Config(format!(
+            "--token-lifetime must be between 1s and {}s",
+            max.as_secs()
+        )));
+    }
+    Ok(())
+}
 
 /// The public listener's settings from the flags.
 pub fn app_config(args: &ServeArgs) -> AppConfig {
@@ -76,17 +100,24 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Serve the token endpoint and the admin endpoint until a termination signal, then drain.
+/// Serve the token endpoint and the admin endpoint until a termination signal (or until
+/// `fatal` ends: its error is the process's), then drain.
 pub async fn run(
     args: &ServeArgs,
-    state_dir: &Path,
     app: Arc<App>,
     admin: Arc<Admin>,
-    reload_every: Duration,
     shutdown_tx: watch::Sender<bool>,
+    fatal: impl Future<Output = Result<(), Error>>,
 ) -> Result<(), Error> {
     let shutdown = shutdown_tx.subscribe();
-    let acceptor = tls(args, state_dir, &app.metrics, reload_every, &shutdown)?;
+    crate::files::ensure_private_dir(&args.state_dir)?;
+    let acceptor = tls(
+        args,
+        &args.state_dir,
+        &app.metrics,
+        args.reload_interval,
+        &shutdown,
+    )?;
     let public = bind(args.listen).await?;
     let admin_listener = bind(args.admin_listen).await?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
@@ -109,13 +140,24 @@ pub async fn run(
         shutdown.clone(),
     ));
     let admin_task = tokio::spawn(serve(admin_listener, None, admin, limits, shutdown));
-    terminated().await;
+    tokio::pin!(fatal);
+    let outcome = tokio::select! {
+        _ = terminated() => None,
+        r = &mut fatal => Some(r),
+    };
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = shutdown_tx.send(true);
     let _ = public_task.await;
     let _ = admin_task.await;
+    // Let the background work finish its own shutdown (e.g. releasing the Lease).
+    let result = match outcome {
+        Some(r) => r,
+        None => tokio::time::timeout(Duration::from_secs(5), fatal)
+            .await
+            .unwrap_or(Ok(())),
+    };
     tracing::info!("stopped");
-    Ok(())
+    result
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -7,25 +7,25 @@ pub mod keys;
 use std::{
     path::PathBuf,
     sync::{Arc, atomic::AtomicBool},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use latchkey_core::{Issuer, KeySet, SigningKey, TokenSettings};
 use latchkey_server::{App, Metrics, admin::Admin};
 use tokio::sync::watch;
 
-use crate::{cli::StandaloneArgs, error::Error, files, serving};
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+use crate::{
+    cli::StandaloneArgs,
+    error::Error,
+    files,
+    serving::{self, unix_now},
+};
 
 pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
-    files::ensure_private_dir(&args.state_dir)?;
-    let material = keys::load_or_create(&args.state_dir, args.key_alg.into(), args.rsa_bits)?;
-    let keys = KeySet::single(SigningKey::new(args.kid.clone(), &material)?);
+    let state_dir = &args.serve.state_dir;
+    files::ensure_private_dir(state_dir)?;
+    let material = keys::load_or_create(state_dir, args.keys.key_alg.into(), args.keys.rsa_bits)?;
+    let keys = KeySet::single(SigningKey::new(args.keys.kid.clone(), &material)?);
     let registry = match &args.clients {
         Some(path) => {
             let registry = clients::load(path)?;
@@ -41,20 +41,14 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         }
     };
     let metrics = Arc::new(Metrics::new());
-    metrics.observe_registry(&registry, unix_now());
+    metrics.observe_registry(&registry);
+    metrics.observe_sync(unix_now());
     metrics.observe_keys(&keys);
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
         default_lifetime: args.serve.token_lifetime,
     };
-    if settings.default_lifetime.is_zero()
-        || settings.default_lifetime > latchkey_core::client::MAX_TOKEN_LIFETIME
-    {
-        return Err(Error::Config(format!(
-            "--token-lifetime must be between 1s and {}s",
-            latchkey_core::client::MAX_TOKEN_LIFETIME.as_secs()
-        )));
-    }
+    serving::check_lifetime(&settings)?;
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let app = Arc::new(App::new(
         issuer.clone(),
@@ -69,21 +63,13 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     if let Some(path) = args.clients.clone() {
         tokio::spawn(watch_clients(
             path,
-            args.reload_interval,
+            args.serve.reload_interval,
             issuer,
             metrics,
             shutdown_rx,
         ));
     }
-    serving::run(
-        &args.serve,
-        &args.state_dir,
-        app,
-        admin,
-        args.reload_interval,
-        shutdown_tx,
-    )
-    .await
+    serving::run(&args.serve, app, admin, shutdown_tx, std::future::pending()).await
 }
 
 /// Reload the clients whenever the manifests change; a failed load keeps the last good state.
@@ -113,7 +99,8 @@ async fn watch_clients(
         match loaded {
             Ok(Ok(registry)) => {
                 tracing::info!(path = %path.display(), clients = registry.len(), "clients reloaded");
-                metrics.observe_registry(&registry, unix_now());
+                metrics.observe_registry(&registry);
+                metrics.observe_sync(unix_now());
                 metrics.observe_reload("clients", true);
                 issuer.replace_registry(registry);
             }

@@ -28,10 +28,25 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start with `--state-dir state_dir` and `extra` flags; waits until both listeners are up.
+    /// Start `latchkey standalone` with `--state-dir state_dir` and `extra` flags; waits until
+    /// both listeners are up.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("standalone")
+        Self::spawn("standalone", state_dir, extra, &[])
+    }
+
+    /// Start `latchkey SUBCOMMAND` on ephemeral loopback ports with JSON logs.
+    pub fn spawn(
+        subcommand: &str,
+        state_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &Path)],
+    ) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command
+            .arg(subcommand)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -95,6 +110,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
@@ -109,6 +128,18 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A metric's value from the admin listener, if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.admin_get("/metrics").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// SIGTERM, then wait for the exit.
@@ -161,6 +192,9 @@ impl Server {
             .send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
     }
 }
+
+#[cfg(feature = "e2e")]
+pub mod cluster;
 
 impl Drop for Server {
     fn drop(&mut self) {

@@ -1,0 +1,107 @@
+//! `latchkey run`: the token service fed by the operator from the Kubernetes API.
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use latchkey_core::{Issuer, KeySet, Registry, TokenSettings};
+use latchkey_operator::{Observer, OperatorConfig};
+use latchkey_server::{App, Metrics, admin::Admin};
+use tokio::sync::watch;
+
+use crate::{cli::RunArgs, error::Error, serving};
+
+/// Operator events become metrics.
+struct MetricsObserver(Arc<Metrics>);
+
+impl Observer for MetricsObserver {
+    fn registry_swapped(&self, registry: &Registry) {
+        self.0.observe_registry(registry);
+    }
+    fn keys_swapped(&self, keys: &KeySet) {
+        self.0.observe_keys(keys);
+    }
+    fn api_contact(&self) {
+        self.0.observe_sync(serving::unix_now());
+    }
+    fn leading(&self, leading: bool) {
+        self.0.observe_leader(leading);
+    }
+}
+
+/// This replica's name in the Lease: the flag, else the pod name, else host and process id.
+fn identity(args: &RunArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Error::Config(format!(
+            "no Kubernetes API to talk to (KUBECONFIG or in-cluster config): {e}"
+        ))
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let token_url = args.token_url.clone().unwrap_or_else(|| {
+        format!(
+            "https://latchkey.{namespace}.svc:{}/oauth2/token",
+            args.serve.listen.port()
+        )
+    });
+    let settings = TokenSettings {
+        issuer: args.serve.issuer.clone(),
+        default_lifetime: args.serve.token_lifetime,
+    };
+    serving::check_lifetime(&settings)?;
+    let cfg = OperatorConfig {
+        namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
+        namespace,
+        lease_name: args.lease_name.clone(),
+        identity: identity(&args),
+        lease_duration: args.lease_duration,
+        retry_period: args.lease_retry,
+        keys_secret: args.keys_secret.clone(),
+        kid: args.keys.kid.clone(),
+        key_alg: args.keys.key_alg.into(),
+        rsa_bits: args.keys.rsa_bits,
+        token_url,
+    };
+    tracing::info!(
+        identity = %cfg.identity,
+        namespace = %cfg.namespace,
+        watch = %cfg.namespaces.as_ref().map_or("all namespaces".to_owned(), |n| n.join(",")),
+        "starting the operator"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let issuer = Arc::new(Issuer::new(settings, Registry::default(), None));
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = Arc::new(App::new(
+        issuer.clone(),
+        metrics.clone(),
+        serving::app_config(&args.serve),
+    ));
+    let admin = Arc::new(Admin {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let observer = Arc::new(MetricsObserver(metrics));
+    let operator = latchkey_operator::run(client, cfg, issuer, observer, ready, shutdown_rx);
+    let operator = async move {
+        operator
+            .await
+            .map_err(|e| Error::Config(format!("operator stopped: {e}")))
+    };
+    serving::run(&args.serve, app, admin, shutdown_tx, operator).await
+}

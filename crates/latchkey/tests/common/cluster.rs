@@ -1,0 +1,230 @@
+//! End-to-end harness: the test control plane of `tests/testenv` (a real kube-apiserver and
+//! etcd), `latchkey run` processes against it, and kubectl.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+use super::Server;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The admin kubeconfig of the running test control plane.
+pub fn kubeconfig() -> PathBuf {
+    let path = std::env::var_os("LATCHKEY_E2E_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/testenv/kubeconfig"));
+    assert!(
+        path.exists(),
+        "no test control plane: {} is missing (run `make testenv-up`, or `make e2e`)",
+        path.display()
+    );
+    path
+}
+
+/// Run kubectl against the test control plane.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(root().join("target/testenv/bin/kubectl"));
+    cmd.arg("--kubeconfig").arg(kubeconfig()).args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// kubectl that must succeed; its stdout.
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A kube client for the test control plane.
+pub async fn client() -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Install the OAuthClient CRD from `manifests/crds` once per test process.
+pub fn install_crd() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let crd = root().join("manifests/crds/oauthclients.latchkey.dev.yaml");
+        kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crd.to_str().unwrap(),
+            ],
+            None,
+        );
+        kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/oauthclients.latchkey.dev",
+            ],
+            None,
+        );
+    });
+}
+
+/// A namespace of one test, deleted when dropped.
+pub struct Namespace(pub String);
+
+impl Namespace {
+    pub fn new(prefix: &str) -> Namespace {
+        let name = format!("{prefix}-{}", &uuid_like()[..8]);
+        kubectl_ok(&["create", "namespace", &name], None);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"], None);
+    }
+}
+
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Start `latchkey run` for namespace `ns` (watching it and keeping its Lease and keys there),
+/// plain HTTP, short lease for quick take-over.
+pub fn start_run(ns: &str, identity: &str, state_dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--plaintext",
+        "--namespaces",
+        ns,
+        "--namespace",
+        ns,
+        "--identity",
+        identity,
+        "--lease-duration",
+        "4s",
+        "--lease-retry",
+        "1s",
+        "--key-alg",
+        "ES256",
+    ];
+    args.extend_from_slice(extra);
+    let kubeconfig = kubeconfig();
+    Server::spawn(
+        "run",
+        state_dir,
+        &args,
+        &[("KUBECONFIG", kubeconfig.as_path())],
+    )
+}
+
+/// Wait until `/readyz` answers 200.
+pub fn wait_ready(server: &Server) {
+    let ok = super::eventually(Duration::from_secs(60), || {
+        server.admin_get("/readyz").status == 200
+    });
+    assert!(
+        ok,
+        "latchkey never became ready; logs:\n{}",
+        server.logs().join("\n")
+    );
+}
+
+/// The test control plane's kube-apiserver, stopped by `stop_apiserver` and started again on
+/// the same port with the same flags.
+pub struct StoppedApiServer {
+    cmdline: Vec<String>,
+}
+
+fn apiserver_pid_file() -> PathBuf {
+    root().join("target/testenv/pids/kube-apiserver.pid")
+}
+
+/// Stop kube-apiserver (SIGKILL) and wait until it is gone.
+pub fn stop_apiserver() -> StoppedApiServer {
+    let pid = std::fs::read_to_string(apiserver_pid_file()).expect("kube-apiserver pid file");
+    let pid = pid.trim().to_owned();
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kube-apiserver is running");
+    let cmdline: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    // A crash, not a drain: a graceful stop waits for long-running watches to end.
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let gone = super::eventually(Duration::from_secs(30), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(gone, "kube-apiserver did not stop");
+    StoppedApiServer { cmdline }
+}
+
+impl StoppedApiServer {
+    /// Start it again and wait until it is ready.
+    pub fn start(self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root().join("target/testenv/logs/kube-apiserver.log"))
+            .unwrap();
+        let child = Command::new(&self.cmdline[0])
+            .args(&self.cmdline[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart kube-apiserver");
+        std::fs::write(apiserver_pid_file(), format!("{}\n", child.id())).unwrap();
+        let ready = super::eventually(Duration::from_secs(90), || {
+            kubectl(&["get", "--raw=/readyz", "--request-timeout=3s"], None)
+                .status
+                .success()
+        });
+        assert!(ready, "kube-apiserver did not come back");
+    }
+}

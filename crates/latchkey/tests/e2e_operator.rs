@@ -1,0 +1,717 @@
+//! The operator end to end, against a real kube-apiserver and etcd (`make e2e`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use common::{cluster::*, *};
+
+fn secret_data(ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+    let out = kubectl(&["get", "secret", name, "-n", ns, "-o", "json"], None);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = v["data"].as_object()?;
+    Some(
+        data.iter()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap())
+                    .unwrap();
+                (k.clone(), String::from_utf8(bytes).unwrap())
+            })
+            .collect(),
+    )
+}
+
+fn oac_json(ns: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&kubectl_ok(
+        &["get", "oac", name, "-n", ns, "-o", "json"],
+        None,
+    ))
+    .unwrap()
+}
+
+fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String)> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+fn token_status(server: &Server, id: &str, secret: &str, scope: Option<&str>) -> u16 {
+    let mut body = "grant_type=client_credentials".to_owned();
+    if let Some(s) = scope {
+        body.push_str(&format!("&scope={}", form_encode(s)));
+    }
+    server
+        .token(&[("Authorization", &basic(id, secret)), FORM], &body)
+        .status
+}
+
+fn wait_status(server: &Server, id: &str, secret: &str, want: u16) -> Duration {
+    let start = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(20), || token_status(
+            server, id, secret, None
+        ) == want),
+        "token for {id} never answered {want}"
+    );
+    start.elapsed()
+}
+
+fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = eventually(Duration::from_secs(30), || {
+        last = oac_json(ns, name);
+        condition(&last, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
+    });
+    assert!(
+        ok,
+        "{ns}/{name} never got {type_}={want:?}; status: {}",
+        last["status"]
+    );
+    last
+}
+
+fn apply(yaml: &str) {
+    kubectl_ok(&["apply", "-f", "-"], Some(yaml));
+}
+
+#[test]
+fn the_crd_validates_specs_on_the_api_server() {
+    install_crd();
+    let ns = Namespace::new("e2e-crd");
+    let base = |spec: &str| {
+        format!(
+            "apiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: x, namespace: {} }}\nspec: {spec}\n",
+            ns.0
+        )
+    };
+    for (spec, needle) in [
+        (r#"{ claims: { iss: me } }"#, "claims"),
+        (r#"{ accessTokenLifetime: forever }"#, "accessTokenLifetime"),
+        (r#"{ accessTokenLifetime: 48h }"#, "accessTokenLifetime"),
+        (
+            r#"{ scopes: ["a"], defaultScopes: ["b"] }"#,
+            "defaultScopes",
+        ),
+        (r#"{ scopes: ["a*b"] }"#, "scopes"),
+        (r#"{ grantTypes: [password] }"#, "grantTypes"),
+        (r#"{ clientId: "has space" }"#, "clientId"),
+    ] {
+        let out = kubectl(&["apply", "-f", "-"], Some(&base(spec)));
+        assert!(!out.status.success(), "{spec} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{spec}: {err}");
+    }
+    let ok = base(
+        r#"{ scopes: ["orders:read", "apk:*"], defaultScopes: ["apk:read", "default"], accessTokenLifetime: 1h30m, claims: { organization: apps } }"#,
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&ok));
+    let v = oac_json(&ns.0, "x");
+    assert_eq!(
+        v["spec"]["grantTypes"],
+        serde_json::json!(["client_credentials"]),
+        "defaults applied by the API server"
+    );
+    let explain = kubectl_ok(&["explain", "oauthclients.spec.secretRef"], None);
+    assert!(explain.contains("Secret"), "{explain}");
+}
+
+#[test]
+fn generated_credentials_secret_refs_and_every_change_reach_tokens() {
+    install_crd();
+    let ns = Namespace::new("e2e-op");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_run(&ns.0, "solo", dir.path(), &[]);
+    wait_ready(&server);
+
+    // 1. Without secretRef: the leader generates owned credentials, and they work.
+    apply(&format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: gw, namespace: {} }}\nspec: {{ scopes: [\"orders:*\"] }}\n",
+        ns.0
+    ));
+    assert!(
+        eventually(Duration::from_secs(20), || secret_data(
+            &ns.0,
+            "gw-credentials"
+        )
+        .is_some()),
+        "no generated Secret"
+    );
+    let creds = secret_data(&ns.0, "gw-credentials").unwrap();
+    assert_eq!(
+        creds["clientSecret"].len(),
+        43,
+        "256 random bits, base64url"
+    );
+    assert!(creds["tokenUrl"].ends_with("/oauth2/token"));
+    let secret_obj: serde_json::Value = serde_json::from_str(&kubectl_ok(
+        &["get", "secret", "gw-credentials", "-n", &ns.0, "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        secret_obj["metadata"]["ownerReferences"][0]["kind"],
+        "OAuthClient"
+    );
+    assert_eq!(secret_obj["metadata"]["ownerReferences"][0]["name"], "gw");
+    let id = creds["clientId"].clone();
+    wait_status(&server, &id, &creds["clientSecret"], 200);
+    let v = wait_condition(&ns.0, "gw", "Ready", ("True", "Registered"));
+    assert_eq!(v["status"]["clientId"], id.as_str());
+    assert_eq!(v["status"]["secretName"], "gw-credentials");
+    assert_eq!(
+        v["status"]["observedGeneration"],
+        v["metadata"]["generation"]
+    );
+    for c in v["status"]["conditions"].as_array().unwrap() {
+        assert_eq!(c["observedGeneration"], v["metadata"]["generation"], "{c}");
+        assert!(
+            c["message"].is_string() && c["lastTransitionTime"].is_string(),
+            "{c}"
+        );
+    }
+    let table = kubectl_ok(&["get", "oac", "-n", &ns.0], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "CLIENT", "ID", "READY", "SECRET", "AGE"],
+        "{table}"
+    );
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("gw ")
+            && row.contains(&id)
+            && row.contains("True")
+            && row.contains("gw-credentials"),
+        "{table}"
+    );
+
+    // The secret value is never overwritten: an unrelated edit of the OAuthClient keeps it.
+    kubectl_ok(&["annotate", "oac", "gw", "-n", &ns.0, "touched=yes"], None);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        secret_data(&ns.0, "gw-credentials").unwrap()["clientSecret"],
+        creds["clientSecret"]
+    );
+
+    // A deleted generated Secret comes back with a new secret, the same id, and an Event.
+    kubectl_ok(&["delete", "secret", "gw-credentials", "-n", &ns.0], None);
+    let mut renewed = None;
+    assert!(eventually(Duration::from_secs(20), || {
+        renewed = secret_data(&ns.0, "gw-credentials");
+        renewed
+            .as_ref()
+            .is_some_and(|r| r["clientSecret"] != creds["clientSecret"])
+    }));
+    let renewed = renewed.unwrap();
+    assert_eq!(renewed["clientId"], id);
+    wait_status(&server, &id, &renewed["clientSecret"], 200);
+    assert_eq!(
+        token_status(&server, &id, &creds["clientSecret"], None),
+        401
+    );
+    let events = kubectl_ok(&["get", "events", "-n", &ns.0, "-o", "json"], None);
+    assert!(
+        events.contains("CredentialsRecreated"),
+        "no Event for the recreated Secret"
+    );
+
+    // 2. secretRef to a user Secret, and its rotation.
+    apply(&format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{ name: user-secret, namespace: {ns} }}
+stringData: {{ token: "first value" }}
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: {{ name: mine, namespace: {ns} }}
+spec:
+  clientId: my-client
+  secretRef: {{ name: user-secret, key: token }}
+  scopes: ["orders:read"]
+"#,
+        ns = ns.0
+    ));
+    wait_status(&server, "my-client", "first value", 200);
+    apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: user-secret, namespace: {} }}\nstringData: {{ token: \"second value\" }}\n",
+        ns.0
+    ));
+    let took = wait_status(&server, "my-client", "second value", 200);
+    assert_eq!(token_status(&server, "my-client", "first value", None), 401);
+    println!("figure: user Secret rotation reached tokens in {took:?}");
+
+    // 3. Scope change.
+    assert_eq!(
+        token_status(&server, "my-client", "second value", Some("orders:write")),
+        400
+    );
+    kubectl_ok(
+        &[
+            "patch",
+            "oac",
+            "mine",
+            "-n",
+            &ns.0,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"scopes":["orders:read","orders:write"]}}"#,
+        ],
+        None,
+    );
+    assert!(eventually(Duration::from_secs(10), || token_status(
+        &server,
+        "my-client",
+        "second value",
+        Some("orders:write")
+    ) == 200));
+
+    // 4. disabled: true, then back.
+    kubectl_ok(
+        &[
+            "patch",
+            "oac",
+            "mine",
+            "-n",
+            &ns.0,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+        None,
+    );
+    wait_status(&server, "my-client", "second value", 401);
+    wait_condition(&ns.0, "mine", "Ready", ("False", "Disabled"));
+    kubectl_ok(
+        &[
+            "patch",
+            "oac",
+            "mine",
+            "-n",
+            &ns.0,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"disabled":false}}"#,
+        ],
+        None,
+    );
+    wait_status(&server, "my-client", "second value", 200);
+
+    // 5. A second OAuthClient claiming the same client id: the older keeps it.
+    apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: squatter-secret, namespace: {ns} }}\nstringData: {{ clientSecret: squat }}\n---\napiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: squatter, namespace: {ns} }}\nspec: {{ clientId: my-client, secretRef: {{ name: squatter-secret }} }}\n",
+        ns = ns.0
+    ));
+    let v = wait_condition(&ns.0, "squatter", "Ready", ("False", "ClientIdConflict"));
+    assert!(
+        v["status"]["conditions"].to_string().contains("mine"),
+        "{}",
+        v["status"]
+    );
+    assert_eq!(token_status(&server, "my-client", "squat", None), 401);
+    assert_eq!(
+        token_status(&server, "my-client", "second value", None),
+        200
+    );
+
+    // 6. A missing user Secret is reported precisely.
+    apply(&format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: orphan, namespace: {} }}\nspec: {{ clientId: orphan, secretRef: {{ name: nowhere }} }}\n",
+        ns.0
+    ));
+    wait_condition(
+        &ns.0,
+        "orphan",
+        "SecretResolved",
+        ("False", "SecretNotFound"),
+    );
+
+    // 7. Delete: tokens stop, and the conflicting one takes the id over.
+    kubectl_ok(&["delete", "oac", "mine", "-n", &ns.0], None);
+    wait_status(&server, "my-client", "second value", 401);
+    wait_status(&server, "my-client", "squat", 200);
+    wait_condition(&ns.0, "squatter", "Ready", ("True", "Registered"));
+
+    // No secret value ever reached the logs.
+    let logs = server.logs().join("\n");
+    for s in [
+        creds["clientSecret"].as_str(),
+        renewed["clientSecret"].as_str(),
+        "first value",
+        "second value",
+        "squat",
+    ] {
+        assert!(!logs.contains(s), "secret value in logs");
+    }
+}
+
+#[test]
+fn apply_to_first_token_over_fifty_clients() {
+    install_crd();
+    let ns = Namespace::new("e2e-fifty");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_run(&ns.0, "fifty", dir.path(), &[]);
+    wait_ready(&server);
+    let mut took = Vec::new();
+    for i in 0..50 {
+        let name = format!("c{i}");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: {name}, namespace: {ns} }}\nstringData: {{ clientSecret: pw-{i} }}\n---\napiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec: {{ clientId: id-{i}, secretRef: {{ name: {name} }} }}\n",
+            ns = ns.0
+        );
+        let start = Instant::now();
+        apply(&yaml);
+        assert!(eventually(Duration::from_secs(10), || token_status(
+            &server,
+            &format!("id-{i}"),
+            &format!("pw-{i}"),
+            None
+        ) == 200));
+        took.push(start.elapsed());
+    }
+    took.sort();
+    let p = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "figure: kubectl apply → first 200 over 50 clients: p50 {:?}, p99 {:?}, max {:?}",
+        p(0.5),
+        p(0.99),
+        took[took.len() - 1]
+    );
+    // A sanity bound only: the figure is the result.
+    assert!(p(0.5) < Duration::from_secs(5), "p50 {:?}", p(0.5));
+}
+
+fn generated_client(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec: {{}}\n"
+    )
+}
+
+/// The id and secret of a generated client, once its Secret exists.
+fn generated_creds(ns: &str, name: &str) -> (String, String) {
+    let secret = format!("{name}-credentials");
+    let mut data = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            data = secret_data(ns, &secret);
+            data.is_some()
+        }),
+        "{secret} never appeared"
+    );
+    let data = data.unwrap();
+    (data["clientId"].clone(), data["clientSecret"].clone())
+}
+
+fn lease_holder(ns: &str) -> Option<String> {
+    let out = kubectl(
+        &[
+            "get",
+            "lease",
+            "latchkey-leader",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap())
+        .filter(|s| !s.is_empty())
+}
+
+#[test]
+fn two_replicas_elect_one_writer_and_hand_over() {
+    install_crd();
+    let ns = Namespace::new("e2e-ha");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_run(&ns.0, "replica-a", da.path(), &[]);
+    let b = start_run(&ns.0, "replica-b", db.path(), &[]);
+    wait_ready(&a);
+    wait_ready(&b);
+    let leaders = || {
+        [&a, &b]
+            .iter()
+            .filter(|s| s.metric("latchkey_leader") == Some(1.0))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || leaders() == 1),
+        "not exactly one leader"
+    );
+    let holder = lease_holder(&ns.0).unwrap();
+    let (leader, follower) = if holder == "replica-a" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(leader.metric("latchkey_leader"), Some(1.0));
+    assert_eq!(follower.metric("latchkey_leader"), Some(0.0));
+
+    apply(&generated_client(&ns.0, "one"));
+    let (id1, secret1) = generated_creds(&ns.0, "one");
+    wait_status(&leader, &id1, &secret1, 200);
+    wait_status(&follower, &id1, &secret1, 200);
+    wait_condition(&ns.0, "one", "Ready", ("True", "Registered"));
+    assert!(
+        leader
+            .logs()
+            .iter()
+            .any(|l| l.contains("credentials written"))
+    );
+    assert!(
+        !follower
+            .logs()
+            .iter()
+            .any(|l| l.contains("credentials written")),
+        "the follower wrote"
+    );
+
+    // The leader dies without releasing the Lease: the follower takes over within the lease
+    // duration, serving tokens all along.
+    let follower_id = if holder == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    let killed = Instant::now();
+    drop(leader); // SIGKILL
+    let mut served = 0;
+    let took_over = eventually(Duration::from_secs(15), || {
+        assert_eq!(
+            token_status(&follower, &id1, &secret1, None),
+            200,
+            "the follower stopped serving"
+        );
+        served += 1;
+        follower.metric("latchkey_leader") == Some(1.0)
+    });
+    assert!(took_over, "the follower never took over");
+    let takeover = killed.elapsed();
+    assert_eq!(lease_holder(&ns.0).as_deref(), Some(follower_id));
+    println!(
+        "figure: take-over after SIGKILL of the leader: {takeover:?} (lease duration 4s), {served} tokens served meanwhile"
+    );
+    assert!(takeover < Duration::from_secs(12), "{takeover:?}");
+
+    // The new leader writes.
+    apply(&generated_client(&ns.0, "two"));
+    let (id2, secret2) = generated_creds(&ns.0, "two");
+    wait_status(&follower, &id2, &secret2, 200);
+    wait_condition(&ns.0, "two", "Ready", ("True", "Registered"));
+
+    // A graceful stop releases the Lease at once.
+    let c = tempfile::tempdir().unwrap();
+    let third = start_run(&ns.0, "replica-c", c.path(), &[]);
+    wait_ready(&third);
+    let stopped = Instant::now();
+    assert!(follower.terminate().success());
+    assert!(eventually(Duration::from_secs(10), || third
+        .metric("latchkey_leader")
+        == Some(1.0)));
+    println!(
+        "figure: take-over after SIGTERM (lease released): {:?}",
+        stopped.elapsed()
+    );
+    wait_status(&third, &id2, &secret2, 200);
+}
+
+#[test]
+fn a_replica_whose_election_fails_exits() {
+    install_crd();
+    let ns = Namespace::new("e2e-exit");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "run",
+            "--plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--namespace",
+            &ns.0,
+            "--namespaces",
+            &ns.0,
+            "--identity",
+            "",
+        ])
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("identity"), "{stderr}");
+}
+
+#[test]
+fn an_api_server_outage_keeps_tokens_flowing_and_changes_arrive_after() {
+    install_crd();
+    let ns = Namespace::new("e2e-outage");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_run(&ns.0, "outage", dir.path(), &[]);
+    wait_ready(&server);
+    apply(&generated_client(&ns.0, "before"));
+    let (id, secret) = generated_creds(&ns.0, "before");
+    wait_status(&server, &id, &secret, 200);
+
+    let stopped = stop_apiserver();
+    let outage = Instant::now();
+    let mut issued = 0;
+    while outage.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            token_status(&server, &id, &secret, None),
+            200,
+            "tokens stopped during the outage"
+        );
+        issued += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last_sync = server
+        .metric("latchkey_last_sync_timestamp_seconds")
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        now - last_sync >= 5.0,
+        "the sync age metric did not grow during the outage: {}",
+        now - last_sync
+    );
+    assert_eq!(
+        server.admin_get("/readyz").status,
+        200,
+        "a replica with state keeps serving"
+    );
+    stopped.start();
+    println!("figure: {issued} tokens issued during an 8 s API server outage");
+
+    // Watches resume: a change made now arrives.
+    apply(&generated_client(&ns.0, "after"));
+    let (id2, secret2) = generated_creds(&ns.0, "after");
+    wait_status(&server, &id2, &secret2, 200);
+    kubectl_ok(&["delete", "oac", "before", "-n", &ns.0], None);
+    wait_status(&server, &id, &secret, 401);
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn two_thousand_clients_all_ready_and_issuing() {
+    install_crd();
+    let ns = Namespace::new("e2e-2000");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_run(&ns.0, "bulk", dir.path(), &[]);
+    wait_ready(&server);
+    const N: usize = 2000;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    rt.block_on(async {
+        use futures::StreamExt;
+        let api: kube::Api<latchkey_api::OAuthClient> =
+            kube::Api::namespaced(client().await, &ns.0);
+        futures::stream::iter(0..N)
+            .for_each_concurrent(32, |i| {
+                let api = api.clone();
+                async move {
+                    let spec: latchkey_api::OAuthClientSpec =
+                        serde_json::from_value(serde_json::json!({})).unwrap();
+                    let oac = latchkey_api::OAuthClient::new(&format!("bulk-{i}"), spec);
+                    api.create(&Default::default(), &oac).await.unwrap();
+                }
+            })
+            .await;
+    });
+    let created = start.elapsed();
+    let mut ready = 0;
+    let all_ready = eventually(Duration::from_secs(600), || {
+        ready = rt.block_on(async {
+            let api: kube::Api<latchkey_api::OAuthClient> =
+                kube::Api::namespaced(client().await, &ns.0);
+            let list = api.list(&Default::default()).await.unwrap();
+            list.items
+                .iter()
+                .filter(|c| {
+                    latchkey_operator::status::ready(c.status.as_ref())
+                        .is_some_and(|r| r.status == "True")
+                })
+                .count()
+        });
+        ready == N
+    });
+    let to_ready = start.elapsed();
+    assert!(all_ready, "only {ready} of {N} became Ready");
+    // Every one issues a token with its generated credentials.
+    let secrets: serde_json::Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "get",
+            "secrets",
+            "-n",
+            &ns.0,
+            "-l",
+            "latchkey.dev/oauthclient",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let items = secrets["items"].as_array().unwrap();
+    assert_eq!(items.len(), N);
+    let decode = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut conn = server.connect();
+    for item in items {
+        let (id, secret) = (
+            decode(&item["data"]["clientId"]),
+            decode(&item["data"]["clientSecret"]),
+        );
+        let res = conn.send(&post_token(
+            &[("Authorization", &basic(&id, &secret)), FORM],
+            "grant_type=client_credentials",
+        ));
+        assert_eq!(res.status, 200, "{id}");
+    }
+    let rss = peak_rss_kib(server.pid());
+    println!(
+        "figure: {N} OAuthClients created in {created:?}; all Ready in {to_ready:?}; all issuing; latchkey peak RSS {:.1} MiB",
+        rss as f64 / 1024.0
+    );
+}
