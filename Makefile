@@ -38,7 +38,7 @@ e2e:
 ## lint: formatting and clippy, warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features latchkey/e2e -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

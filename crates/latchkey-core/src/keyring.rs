@@ -1,7 +1,14 @@
-//! The stored form of the signing keys: every key's private material and metadata, as one
-//! document that a cluster keeps in a Secret and standalone mode in its state directory.
+//! Signing keys over their life, `next` → `active` → `retired` → gone, with the time passed in.
+//!
+//! Rules (DESIGN.md): a key is published at least two JWKS cache periods before it signs, so
+//! every verifier that honours the cache period has it before it sees a token signed with it;
+//! a retired key stays published for the longest token lifetime it may have signed plus the
+//! clock skew, so no token outlives its key. Exactly one key is active.
+//!
+//! The ring is the stored form: a cluster keeps it in a Secret and standalone mode in its
+//! state directory; both call [`KeyRing::advance`] on a timer and write back what changed.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +26,64 @@ pub enum KeyState {
     Retired,
 }
 
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+}
+
+/// How key ids are chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KidStrategy {
+    /// The RFC 7638 JWK thumbprint (SHA-256): every key its own id; rotation is possible.
+    Thumbprint,
+    /// One fixed id for verifiers that pin it (APK's `gateway_certificate_alias`). Two keys
+    /// cannot share an id, so automatic rotation is off.
+    Static(String),
+}
+
+/// The schedule and the kind of keys to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationPolicy {
+    pub alg: SigningAlgorithm,
+    pub rsa_bits: u32,
+    pub kid: KidStrategy,
+    /// How long a key signs before it is replaced.
+    pub rotation_period: Duration,
+    /// How long verifiers may cache the JWKS (its `max-age`).
+    pub cache_period: Duration,
+    /// Allowed clock difference between Latchkey and verifiers.
+    pub clock_skew: Duration,
+    /// The longest lifetime of a token issued now (server default and every client's).
+    pub max_token_lifetime: Duration,
+}
+
+impl RotationPolicy {
+    /// Rotation needs distinct key ids.
+    pub fn rotates(&self) -> bool {
+        self.kid == KidStrategy::Thumbprint
+    }
+
+    /// How long a new key is published before it may sign.
+    fn lead_time(&self) -> u64 {
+        2 * self.cache_period.as_secs()
+    }
+}
+
+/// What `advance` or `revoke` changed, for logs, Events and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEvent {
+    Created { kid: String, state: KeyState },
+    Activated { kid: String },
+    Retired { kid: String },
+    Removed { kid: String },
+    Revoked { kid: String },
+}
+
 /// One stored key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,10 +91,23 @@ pub struct KeyRecord {
     pub kid: String,
     pub alg: SigningAlgorithm,
     pub state: KeyState,
-    /// Unix seconds.
+    /// Unix seconds: made (and published).
     pub created_at: u64,
+    /// Unix seconds: started signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<u64>,
+    /// Unix seconds: stopped signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
+    /// The longest token lifetime in force while this key signed, in seconds: how long it
+    /// stays published once retired (plus the skew).
+    #[serde(default)]
+    pub max_token_lifetime: u64,
     /// PKCS#8 PEM.
     pub private_key_pem: String,
+    /// A self-signed X.509 certificate of the key (PEM), for verifiers that take certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
 }
 
 impl std::fmt::Debug for KeyRecord {
@@ -39,33 +117,105 @@ impl std::fmt::Debug for KeyRecord {
             .field("alg", &self.alg)
             .field("state", &self.state)
             .field("created_at", &self.created_at)
+            .field("activated_at", &self.activated_at)
+            .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
 }
 
-/// All stored keys.
+impl KeyRecord {
+    /// Unix seconds after which a retired key is no longer published.
+    pub fn remove_at(&self, skew: Duration) -> Option<u64> {
+        self.retired_at
+            .map(|t| t + self.max_token_lifetime + skew.as_secs())
+    }
+
+    fn signing_key(&self) -> Result<SigningKey, CoreError> {
+        let material = KeyMaterial::from_pem(self.alg, &self.private_key_pem)
+            .map_err(|e| CoreError::KeySet(format!("key {:?}: {e}", self.kid)))?;
+        let key = SigningKey::new(self.kid.clone(), &material)?;
+        match (&self.certificate_pem, self.alg) {
+            (Some(cert), SigningAlgorithm::RS256) => {
+                let der = pem::parse(cert)
+                    .map_err(|e| CoreError::KeySet(format!("certificate of {:?}: {e}", self.kid)))?
+                    .into_contents();
+                Ok(key.with_certificate(der))
+            }
+            _ => Ok(key),
+        }
+    }
+}
+
+/// All stored keys, plus a pending rotation request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KeyRing {
     pub keys: Vec<KeyRecord>,
+    /// Unix seconds of a rotation asked for and not done yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_requested_at: Option<u64>,
+}
+
+/// Make a key record of the policy's kind.
+fn new_record(policy: &RotationPolicy, state: KeyState, now: u64) -> Result<KeyRecord, CoreError> {
+    let material = KeyMaterial::generate(policy.alg, policy.rsa_bits)?;
+    let kid = match &policy.kid {
+        KidStrategy::Static(kid) => kid.clone(),
+        KidStrategy::Thumbprint => SigningKey::new("thumbprint", &material)?.thumbprint()?,
+    };
+    // A static key may sign for years; a rotating one for its period plus its retirement.
+    let validity = match policy.kid {
+        KidStrategy::Static(_) => Duration::from_secs(10 * 365 * 24 * 3600),
+        KidStrategy::Thumbprint => policy.rotation_period * 2 + Duration::from_secs(30 * 24 * 3600),
+    };
+    let certificate_pem = Some(crate::certificate::self_signed(
+        &material, &kid, now, validity,
+    )?);
+    Ok(KeyRecord {
+        kid,
+        alg: policy.alg,
+        state,
+        created_at: now,
+        activated_at: (state == KeyState::Active).then_some(now),
+        retired_at: None,
+        max_token_lifetime: policy.max_token_lifetime.as_secs(),
+        private_key_pem: material.to_pem(),
+        certificate_pem,
+    })
 }
 
 impl KeyRing {
     /// A ring with one new active key.
-    pub fn bootstrap(
+    pub fn bootstrap(policy: &RotationPolicy, now: SystemTime) -> Result<KeyRing, CoreError> {
+        Ok(KeyRing {
+            keys: vec![new_record(policy, KeyState::Active, unix_seconds(now))?],
+            rotation_requested_at: None,
+        })
+    }
+
+    /// A ring of one existing key, active from `now` (for keys made before rings existed).
+    pub fn import(
         kid: &str,
-        alg: SigningAlgorithm,
-        rsa_bits: u32,
+        material: &KeyMaterial,
         now: SystemTime,
     ) -> Result<KeyRing, CoreError> {
-        let material = KeyMaterial::generate(alg, rsa_bits)?;
+        let now = unix_seconds(now);
+        let validity = Duration::from_secs(10 * 365 * 24 * 3600);
         Ok(KeyRing {
             keys: vec![KeyRecord {
                 kid: kid.to_owned(),
-                alg,
+                alg: material.alg(),
                 state: KeyState::Active,
-                created_at: unix_seconds(now),
+                created_at: now,
+                activated_at: Some(now),
+                retired_at: None,
+                max_token_lifetime: 0,
                 private_key_pem: material.to_pem(),
+                certificate_pem: Some(crate::certificate::self_signed(
+                    material, kid, now, validity,
+                )?),
             }],
+            rotation_requested_at: None,
         })
     }
 
@@ -79,14 +229,168 @@ impl KeyRing {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
+    pub fn active(&self) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.state == KeyState::Active)
+    }
+
+    pub fn next(&self) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.state == KeyState::Next)
+    }
+
+    fn index_of(&self, state: KeyState) -> Option<usize> {
+        self.keys.iter().position(|k| k.state == state)
+    }
+
+    /// When the active key is due to be replaced (Unix seconds), if rotation is on.
+    pub fn next_rotation_at(&self, policy: &RotationPolicy) -> Option<u64> {
+        if !policy.rotates() {
+            return None;
+        }
+        let active = self.active()?;
+        Some(active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs())
+    }
+
+    /// Ask for a rotation now: a next key is made at once and signs after its lead time.
+    pub fn request_rotation(
+        &mut self,
+        policy: &RotationPolicy,
+        now: SystemTime,
+    ) -> Result<(), CoreError> {
+        if !policy.rotates() {
+            return Err(CoreError::KeySet(
+                "keys use a static kid: rotation needs --kid-strategy thumbprint".into(),
+            ));
+        }
+        self.rotation_requested_at.get_or_insert(unix_seconds(now));
+        Ok(())
+    }
+
+    /// Remove a key at once (it is compromised): tokens it signed stop verifying, by design.
+    /// If it was the active key, the next one (or, without one, a new one) signs from now.
+    pub fn revoke(
+        &mut self,
+        kid: &str,
+        policy: &RotationPolicy,
+        now: SystemTime,
+    ) -> Result<Vec<KeyEvent>, CoreError> {
+        let Some(i) = self.keys.iter().position(|k| k.kid == kid) else {
+            return Err(CoreError::KeySet(format!("no key {kid:?}")));
+        };
+        // With a static kid the replacement takes the same id: verifiers holding the old key
+        // keep failing until they refetch, which is what revocation is for.
+        self.keys.remove(i);
+        let mut events = vec![KeyEvent::Revoked {
+            kid: kid.to_owned(),
+        }];
+        events.extend(self.advance(policy, now)?);
+        Ok(events)
+    }
+
+    /// Bring the ring up to date at `now`. Idempotent: calling it again at the same time
+    /// changes nothing.
+    pub fn advance(
+        &mut self,
+        policy: &RotationPolicy,
+        now: SystemTime,
+    ) -> Result<Vec<KeyEvent>, CoreError> {
+        let now = unix_seconds(now);
+        let mut events = Vec::new();
+        let lifetime = policy.max_token_lifetime.as_secs();
+
+        // What the active key may have signed bounds how long it must stay published.
+        if let Some(i) = self.index_of(KeyState::Active) {
+            let k = &mut self.keys[i];
+            k.max_token_lifetime = k.max_token_lifetime.max(lifetime);
+        }
+
+        // Retired keys past their time go.
+        let skew = policy.clock_skew;
+        self.keys.retain(|k| {
+            let gone = k.state == KeyState::Retired && k.remove_at(skew).is_some_and(|t| now >= t);
+            if gone {
+                events.push(KeyEvent::Removed { kid: k.kid.clone() });
+            }
+            !gone
+        });
+
+        // A next key of another kind than the policy asks for never signed: drop it.
+        if let Some(i) = self.index_of(KeyState::Next) {
+            let k = &self.keys[i];
+            if !policy.rotates() || k.alg != policy.alg {
+                events.push(KeyEvent::Removed { kid: k.kid.clone() });
+                self.keys.remove(i);
+            }
+        }
+
+        // No active key (first start, or the active one was revoked): the next one signs now,
+        // or a new one if there is none. The only case where a key signs unannounced.
+        if self.index_of(KeyState::Active).is_none() {
+            if let Some(i) = self.index_of(KeyState::Next) {
+                let k = &mut self.keys[i];
+                k.state = KeyState::Active;
+                k.activated_at = Some(now);
+                k.max_token_lifetime = k.max_token_lifetime.max(lifetime);
+                events.push(KeyEvent::Activated { kid: k.kid.clone() });
+            } else {
+                let k = new_record(policy, KeyState::Active, now)?;
+                events.push(KeyEvent::Created {
+                    kid: k.kid.clone(),
+                    state: KeyState::Active,
+                });
+                events.push(KeyEvent::Activated { kid: k.kid.clone() });
+                self.keys.push(k);
+            }
+            self.rotation_requested_at = None;
+        }
+        if !policy.rotates() {
+            return Ok(events);
+        }
+
+        let Some(ai) = self.index_of(KeyState::Active) else {
+            return Ok(events);
+        };
+        let active = &self.keys[ai];
+        let due_at =
+            active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs();
+        let due = now >= due_at || active.alg != policy.alg || self.rotation_requested_at.is_some();
+        // Publish the next key early enough that it can sign when the active one is due.
+        let prepare = due || now + policy.lead_time() >= due_at;
+        if prepare && self.index_of(KeyState::Next).is_none() {
+            let k = new_record(policy, KeyState::Next, now)?;
+            events.push(KeyEvent::Created {
+                kid: k.kid.clone(),
+                state: KeyState::Next,
+            });
+            self.keys.push(k);
+        }
+        if let Some(ni) = self.index_of(KeyState::Next)
+            && due
+            && now >= self.keys[ni].created_at + policy.lead_time()
+        {
+            let old = &mut self.keys[ai];
+            old.state = KeyState::Retired;
+            old.retired_at = Some(now);
+            events.push(KeyEvent::Retired {
+                kid: old.kid.clone(),
+            });
+            let new = &mut self.keys[ni];
+            new.state = KeyState::Active;
+            new.activated_at = Some(now);
+            new.max_token_lifetime = new.max_token_lifetime.max(lifetime);
+            events.push(KeyEvent::Activated {
+                kid: new.kid.clone(),
+            });
+            self.rotation_requested_at = None;
+        }
+        Ok(events)
+    }
+
     /// The key set to serve: exactly one active key, every key published.
     pub fn key_set(&self) -> Result<KeySet, CoreError> {
         let mut active = None;
         let mut published = Vec::with_capacity(self.keys.len());
         for record in &self.keys {
-            let material = KeyMaterial::from_pem(record.alg, &record.private_key_pem)
-                .map_err(|e| CoreError::KeySet(format!("key {:?}: {e}", record.kid)))?;
-            let key = std::sync::Arc::new(SigningKey::new(record.kid.clone(), &material)?);
+            let key = std::sync::Arc::new(record.signing_key()?);
             if record.state == KeyState::Active {
                 if active.is_some() {
                     return Err(CoreError::KeySet("more than one active key".into()));
@@ -103,29 +407,265 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
+
+    const CACHE: u64 = 300;
+    const PERIOD: u64 = 30 * 24 * 3600;
+    const LIFETIME: u64 = 3600;
+    const SKEW: u64 = 60;
+
+    fn policy() -> RotationPolicy {
+        RotationPolicy {
+            alg: SigningAlgorithm::EdDSA,
+            rsa_bits: 2048,
+            kid: KidStrategy::Thumbprint,
+            rotation_period: Duration::from_secs(PERIOD),
+            cache_period: Duration::from_secs(CACHE),
+            clock_skew: Duration::from_secs(SKEW),
+            max_token_lifetime: Duration::from_secs(LIFETIME),
+        }
+    }
+
+    fn at(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    fn states(r: &KeyRing) -> Vec<KeyState> {
+        r.keys.iter().map(|k| k.state).collect()
+    }
+
+    const T0: u64 = 1_000_000;
 
     #[test]
-    fn bootstrap_round_trips_and_serves_one_active_key() {
-        let ring =
-            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
-        let back = KeyRing::from_json(&ring.to_json()).unwrap();
-        assert_eq!(ring, back);
-        let set = back.key_set().unwrap();
-        assert_eq!(set.active().kid(), "k1");
-        assert!(!format!("{ring:?}").contains("PRIVATE"));
+    fn bootstrap_makes_one_active_key_with_a_thumbprint_kid_and_certificate() {
+        let r = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
+        assert_eq!(states(&r), [KeyState::Active]);
+        let k = &r.keys[0];
+        assert_eq!(k.kid.len(), 43, "base64url SHA-256");
+        assert!(
+            k.certificate_pem
+                .as_deref()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert_eq!(KeyRing::from_json(&r.to_json()).unwrap(), r);
+        assert_eq!(r.key_set().unwrap().active().kid(), k.kid);
+        assert!(!format!("{r:?}").contains("PRIVATE"));
     }
 
     #[test]
-    fn a_ring_needs_exactly_one_active_key() {
-        let mut ring =
-            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
-        ring.keys[0].state = KeyState::Next;
-        assert!(ring.key_set().is_err());
-        let mut two =
-            KeyRing::bootstrap("k1", SigningAlgorithm::EdDSA, 0, SystemTime::UNIX_EPOCH).unwrap();
-        let mut second = two.keys[0].clone();
-        second.kid = "k2".into();
-        two.keys.push(second);
-        assert!(two.key_set().is_err());
+    fn a_full_rotation_cycle_keeps_both_invariants() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        let first = r.keys[0].kid.clone();
+        // Nothing before the lead time.
+        assert!(
+            r.advance(&p, at(T0 + PERIOD - 2 * CACHE - 1))
+                .unwrap()
+                .is_empty()
+        );
+        // Next key published two cache periods before the active one is due.
+        let ev = r.advance(&p, at(T0 + PERIOD - 2 * CACHE)).unwrap();
+        assert!(
+            matches!(
+                &ev[..],
+                [KeyEvent::Created {
+                    state: KeyState::Next,
+                    ..
+                }]
+            ),
+            "{ev:?}"
+        );
+        assert_eq!(states(&r), [KeyState::Active, KeyState::Next]);
+        let second = r.next().unwrap().kid.clone();
+        // Not a second early.
+        assert!(r.advance(&p, at(T0 + PERIOD - 1)).unwrap().is_empty());
+        let ev = r.advance(&p, at(T0 + PERIOD)).unwrap();
+        assert_eq!(
+            ev,
+            [
+                KeyEvent::Retired { kid: first.clone() },
+                KeyEvent::Activated {
+                    kid: second.clone()
+                }
+            ]
+        );
+        assert_eq!(states(&r), [KeyState::Retired, KeyState::Active]);
+        // Publish-before-sign: the new key was published a full lead time before signing.
+        let k = r.active().unwrap();
+        assert!(k.activated_at.unwrap() >= k.created_at + 2 * CACHE);
+        // Keep-after-retire: the old key stays for lifetime + skew, then goes.
+        assert!(
+            r.advance(&p, at(T0 + PERIOD + LIFETIME + SKEW - 1))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(r.keys.len(), 2);
+        let ev = r.advance(&p, at(T0 + PERIOD + LIFETIME + SKEW)).unwrap();
+        assert_eq!(ev, [KeyEvent::Removed { kid: first }]);
+        assert_eq!(states(&r), [KeyState::Active]);
+        // Idempotent.
+        assert!(
+            r.advance(&p, at(T0 + PERIOD + LIFETIME + SKEW))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_retired_key_stays_for_the_longest_lifetime_it_signed_under() {
+        let mut p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        // A client with 24 h tokens appears, then goes, while the first key signs.
+        p.max_token_lifetime = Duration::from_secs(24 * 3600);
+        r.advance(&p, at(T0 + 10)).unwrap();
+        p.max_token_lifetime = Duration::from_secs(LIFETIME);
+        r.advance(&p, at(T0 + PERIOD - 2 * CACHE)).unwrap();
+        r.advance(&p, at(T0 + PERIOD)).unwrap();
+        let retired = r
+            .keys
+            .iter()
+            .find(|k| k.state == KeyState::Retired)
+            .unwrap();
+        assert_eq!(
+            retired.remove_at(p.clock_skew),
+            Some(T0 + PERIOD + 24 * 3600 + SKEW)
+        );
+    }
+
+    #[test]
+    fn a_requested_rotation_waits_for_the_lead_time() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.request_rotation(&p, at(T0 + 5)).unwrap();
+        let ev = r.advance(&p, at(T0 + 5)).unwrap();
+        assert!(matches!(
+            &ev[..],
+            [KeyEvent::Created {
+                state: KeyState::Next,
+                ..
+            }]
+        ));
+        assert!(
+            r.advance(&p, at(T0 + 5 + 2 * CACHE - 1))
+                .unwrap()
+                .is_empty()
+        );
+        let ev = r.advance(&p, at(T0 + 5 + 2 * CACHE)).unwrap();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(r.rotation_requested_at, None);
+        // The new active key's period starts when it activates.
+        assert_eq!(r.next_rotation_at(&p), Some(T0 + 5 + 2 * CACHE + PERIOD));
+    }
+
+    #[test]
+    fn an_algorithm_change_is_a_rotation() {
+        let mut p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        p.alg = SigningAlgorithm::ES256;
+        r.advance(&p, at(T0 + 1)).unwrap();
+        assert_eq!(r.next().unwrap().alg, SigningAlgorithm::ES256);
+        assert_eq!(
+            r.active().unwrap().alg,
+            SigningAlgorithm::EdDSA,
+            "still signing with the old key"
+        );
+        r.advance(&p, at(T0 + 1 + 2 * CACHE)).unwrap();
+        assert_eq!(r.active().unwrap().alg, SigningAlgorithm::ES256);
+        // A next key of the old algorithm is replaced, not promoted.
+        let mut p2 = policy();
+        let mut r2 = KeyRing::bootstrap(&p2, at(T0)).unwrap();
+        r2.request_rotation(&p2, at(T0)).unwrap();
+        r2.advance(&p2, at(T0)).unwrap();
+        p2.alg = SigningAlgorithm::ES256;
+        r2.advance(&p2, at(T0 + 1)).unwrap();
+        assert_eq!(r2.next().unwrap().alg, SigningAlgorithm::ES256);
+        assert_eq!(r2.next().unwrap().created_at, T0 + 1);
+    }
+
+    #[test]
+    fn revoking_the_active_key_promotes_the_next_at_once() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.request_rotation(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0)).unwrap();
+        let (old, next) = (
+            r.active().unwrap().kid.clone(),
+            r.next().unwrap().kid.clone(),
+        );
+        let ev = r.revoke(&old, &p, at(T0 + 1)).unwrap();
+        assert_eq!(ev[0], KeyEvent::Revoked { kid: old.clone() });
+        assert_eq!(r.active().unwrap().kid, next);
+        assert!(r.keys.iter().all(|k| k.kid != old));
+        // Without a next key, a new one signs at once.
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        let old = r.active().unwrap().kid.clone();
+        r.revoke(&old, &p, at(T0 + 1)).unwrap();
+        assert_ne!(r.active().unwrap().kid, old);
+        assert_eq!(r.keys.len(), 1);
+        assert!(r.revoke("nope", &p, at(T0 + 2)).is_err());
+    }
+
+    #[test]
+    fn static_kids_never_rotate() {
+        let mut p = policy();
+        p.kid = KidStrategy::Static("gateway_certificate_alias".into());
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        assert_eq!(r.keys[0].kid, "gateway_certificate_alias");
+        assert!(r.advance(&p, at(T0 + 10 * PERIOD)).unwrap().is_empty());
+        assert!(r.request_rotation(&p, at(T0)).is_err());
+        assert_eq!(r.next_rotation_at(&p), None);
+    }
+
+    #[test]
+    fn exactly_one_active_key_whatever_the_order_of_events() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        let mut t = T0;
+        for step in 0..200u64 {
+            t += 37 * 3600 + step;
+            if step % 7 == 0 {
+                let _ = r.request_rotation(&p, at(t));
+            }
+            r.advance(&p, at(t)).unwrap();
+            assert_eq!(
+                r.keys
+                    .iter()
+                    .filter(|k| k.state == KeyState::Active)
+                    .count(),
+                1
+            );
+            assert!(r.keys.iter().filter(|k| k.state == KeyState::Next).count() <= 1);
+            let a = r.active().unwrap();
+            if a.created_at != T0 {
+                assert!(
+                    a.activated_at.unwrap() >= a.created_at + 2 * CACHE,
+                    "signed before published"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rings_need_exactly_one_active_key_to_serve() {
+        let mut r = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
+        r.keys[0].state = KeyState::Next;
+        assert!(r.key_set().is_err());
+    }
+
+    #[test]
+    fn rsa_keys_carry_x5c() {
+        let mut p = policy();
+        p.alg = SigningAlgorithm::RS256;
+        let r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        let set = r.key_set().unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(set.jwks_json()).unwrap();
+        assert!(jwks["keys"][0]["x5c"][0].is_string(), "{jwks}");
+        assert!(
+            set.active()
+                .certificate_pem()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
     }
 }

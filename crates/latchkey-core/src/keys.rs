@@ -131,6 +131,48 @@ impl KeyMaterial {
         KeyMaterial::from_pkcs8(alg, block.into_contents())
     }
 
+    /// Key material from a PEM of any common private-key form — PKCS#8 (`PRIVATE KEY`),
+    /// PKCS#1 (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`, P-256) — as cert-manager and
+    /// vault operators write them; the algorithm follows from the key.
+    pub fn from_any_pem(text: &str) -> Result<KeyMaterial, CoreError> {
+        let block = pem::parse(text).map_err(|e| CoreError::Key(format!("not a PEM key: {e}")))?;
+        let der = block.contents();
+        let unusable = |what: &str| CoreError::Key(format!("{what} key is not usable"));
+        match block.tag() {
+            PEM_TAG => [
+                SigningAlgorithm::RS256,
+                SigningAlgorithm::ES256,
+                SigningAlgorithm::EdDSA,
+            ]
+            .into_iter()
+            .find_map(|alg| KeyMaterial::from_pkcs8(alg, der.to_vec()).ok())
+            .ok_or_else(|| unusable("the PKCS#8")),
+            "RSA PRIVATE KEY" => {
+                let pair = rsa::KeyPair::from_der(der).map_err(|_| unusable("the PKCS#1 RSA"))?;
+                let pkcs8 = pair
+                    .as_der()
+                    .map_err(|_| unusable("the PKCS#1 RSA"))?
+                    .as_ref()
+                    .to_vec();
+                KeyMaterial::from_pkcs8(SigningAlgorithm::RS256, pkcs8)
+            }
+            "EC PRIVATE KEY" => {
+                let pair = EcdsaKeyPair::from_private_key_der(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(|_| unusable("the SEC1 P-256"))?;
+                let pkcs8 = pair
+                    .to_pkcs8v1()
+                    .map_err(|_| unusable("the SEC1 P-256"))?
+                    .as_ref()
+                    .to_vec();
+                KeyMaterial::from_pkcs8(SigningAlgorithm::ES256, pkcs8)
+            }
+            other => Err(CoreError::Key(format!("unsupported PEM block {other:?}"))),
+        }
+    }
+
     /// PKCS#8 PEM text of the private key.
     pub fn to_pem(&self) -> String {
         pem::encode(&pem::Pem::new(PEM_TAG, self.pkcs8.clone()))
@@ -260,6 +302,8 @@ pub struct SigningKey {
     public_key_der: Vec<u8>,
     /// `base64url(header) + "."`, the constant prefix of every token this key signs.
     header_prefix: String,
+    /// A self-signed certificate of the key (DER), when there is one.
+    certificate_der: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -307,7 +351,30 @@ impl SigningKey {
             signer,
             rng: SystemRandom::new(),
             jwk,
+            certificate_der: None,
         })
+    }
+
+    /// Attach the key's certificate: published as the JWK's `x5c` and served as PEM.
+    pub fn with_certificate(mut self, der: Vec<u8>) -> SigningKey {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        self.jwk.common.x509_chain = Some(vec![b64]);
+        self.certificate_der = Some(der);
+        self
+    }
+
+    /// The certificate as PEM, if the key has one.
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.certificate_der
+            .as_ref()
+            .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.clone())))
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
+    pub fn thumbprint(&self) -> Result<String, CoreError> {
+        self.jwk
+            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .map_err(|e| CoreError::Key(format!("JWK thumbprint: {e}")))
     }
 
     pub fn kid(&self) -> &str {
@@ -461,6 +528,46 @@ mod tests {
         assert_eq!(
             header,
             br#"{"alg":"EdDSA","typ":"JWT","kid":"gateway_certificate_alias"}"#
+        );
+    }
+
+    #[test]
+    fn any_common_pem_form_is_read() {
+        for alg in [
+            SigningAlgorithm::RS256,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+        ] {
+            let m = KeyMaterial::generate(alg, 2048).unwrap();
+            assert_eq!(KeyMaterial::from_any_pem(&m.to_pem()).unwrap(), m);
+        }
+        // PKCS#1 and SEC1, as OpenSSL writes them.
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl is installed");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let pkcs1 = openssl(&["genrsa", "-traditional", "2048"]);
+        assert!(pkcs1.contains("BEGIN RSA PRIVATE KEY"));
+        assert_eq!(
+            KeyMaterial::from_any_pem(&pkcs1).unwrap().alg(),
+            SigningAlgorithm::RS256
+        );
+        let sec1 = openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"]);
+        assert!(sec1.contains("BEGIN EC PRIVATE KEY"));
+        assert_eq!(
+            KeyMaterial::from_any_pem(&sec1).unwrap().alg(),
+            SigningAlgorithm::ES256
+        );
+        assert!(
+            KeyMaterial::from_any_pem("-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n").is_err()
         );
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod index;
 pub mod keys;
 pub mod leader;
+pub mod rotator;
 pub mod run;
 pub mod status;
 pub mod writer;

@@ -20,7 +20,10 @@ use kube::{
     },
 };
 use latchkey_api::OAuthClient;
-use latchkey_core::{Issuer, KeySet, Registry, SigningAlgorithm};
+use latchkey_core::{
+    Issuer, KeySet, Registry,
+    keyring::{KeyEvent, KeyRing, RotationPolicy},
+};
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
@@ -50,9 +53,9 @@ pub struct OperatorConfig {
     pub lease_duration: Duration,
     pub retry_period: Duration,
     pub keys_secret: String,
-    pub kid: String,
-    pub key_alg: SigningAlgorithm,
-    pub rsa_bits: u32,
+    /// Kind of keys and their schedule; `max_token_lifetime` is the server default (clients
+    /// with longer lifetimes extend it).
+    pub key_policy: RotationPolicy,
     /// Written into generated credentials as `tokenUrl`.
     pub token_url: String,
 }
@@ -60,7 +63,10 @@ pub struct OperatorConfig {
 /// Hooks for metrics: the operator does not know how they are exported.
 pub trait Observer: Send + Sync + 'static {
     fn registry_swapped(&self, registry: &Registry);
-    fn keys_swapped(&self, keys: &KeySet);
+    /// A new key set is serving; `next_rotation` in Unix seconds when rotation is on.
+    fn keys_swapped(&self, keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>);
+    /// The leader changed the keys.
+    fn key_events(&self, events: &[KeyEvent]);
     /// The API server answered (a watch event or a Lease call).
     fn api_contact(&self);
     fn leading(&self, leading: bool);
@@ -75,12 +81,12 @@ struct WorkItem {
     clients: HashMap<ObjKey, Arc<OAuthClient>>,
 }
 
-/// Where the signing keys stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeysState {
+/// Where the signing keys Secret stands, as this replica last saw it.
+#[derive(Debug, Clone)]
+pub enum KeysState {
     Unknown,
     Absent,
-    Present,
+    Present(Arc<Secret>),
 }
 
 type Scoped<K> = (Option<String>, Result<Event<K>, watcher::Error>);
@@ -166,6 +172,7 @@ pub async fn run(
     let (work_tx, work_rx) = watch::channel(Arc::new(WorkItem::default()));
     let (keys_tx, keys_rx) = watch::channel(KeysState::Unknown);
     let (synced_tx, synced_rx) = watch::channel(false);
+    let (lifetime_tx, lifetime_rx) = watch::channel(cfg.key_policy.max_token_lifetime);
 
     let lease_api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let lease_cfg = LeaderConfig {
@@ -181,6 +188,15 @@ pub async fn run(
         leading_tx,
         shutdown.clone(),
         move || contact.api_contact(),
+    ));
+    let rotator_task = tokio::spawn(crate::rotator::run(
+        client.clone(),
+        cfg.clone(),
+        observer.clone(),
+        leading_rx.clone(),
+        keys_rx.clone(),
+        lifetime_rx,
+        shutdown.clone(),
     ));
 
     let keys_task = tokio::spawn(watch_keys(
@@ -198,6 +214,7 @@ pub async fn run(
         observer.clone(),
         work_tx,
         synced_tx,
+        lifetime_tx,
         shutdown.clone(),
     ));
     let writer_task = tokio::spawn(write_loop(
@@ -206,7 +223,6 @@ pub async fn run(
         observer.clone(),
         leading_rx,
         work_rx,
-        keys_rx.clone(),
         shutdown.clone(),
     ));
 
@@ -234,7 +250,7 @@ pub async fn run(
             Err(e) => Err(OperatorError::Lease(format!("the lease task died: {e}"))),
         },
     };
-    for task in [keys_task, index_task, writer_task, readiness] {
+    for task in [keys_task, index_task, writer_task, rotator_task, readiness] {
         task.abort();
     }
     result
@@ -252,14 +268,23 @@ async fn watch_keys(
     let config = watcher::Config::default().fields(&format!("metadata.name={}", cfg.keys_secret));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut seen_in_relist = false;
-    let apply = |secret: &Secret| match keys::parse(secret).and_then(|ring| ring.key_set()) {
-        Ok(set) => {
-            tracing::info!(active = %set.active().kid(), published = set.published().len(), "signing keys loaded");
-            observer.keys_swapped(&set);
-            issuer.replace_keys(set);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "signing keys Secret is invalid; keeping the keys in use")
+    let apply = |secret: &Secret| {
+        let loaded =
+            keys::read(secret, &cfg.key_policy.kid).and_then(|ring| Ok((ring.key_set()?, ring)));
+        match loaded {
+            Ok((set, ring)) => {
+                let changed = issuer
+                    .keys()
+                    .is_none_or(|current| current.jwks_json() != set.jwks_json());
+                if changed {
+                    tracing::info!(active = %set.active().kid(), published = set.published().len(), "signing keys loaded");
+                }
+                observer.keys_swapped(&set, &ring, ring.next_rotation_at(&cfg.key_policy));
+                issuer.replace_keys(set);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing keys Secret is invalid; keeping the keys in use")
+            }
         }
     };
     loop {
@@ -275,7 +300,7 @@ async fn watch_keys(
                     Event::InitApply(s) | Event::Apply(s) => {
                         seen_in_relist = true;
                         apply(&s);
-                        state.send_replace(KeysState::Present);
+                        state.send_replace(KeysState::Present(Arc::new(s)));
                     }
                     Event::InitDone => {
                         if !seen_in_relist {
@@ -303,6 +328,7 @@ async fn watch_index(
     observer: Arc<dyn Observer>,
     work: watch::Sender<Arc<WorkItem>>,
     synced: watch::Sender<bool>,
+    max_lifetime: watch::Sender<std::time::Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let scopes: Vec<Option<String>> = match &cfg.namespaces {
@@ -343,6 +369,11 @@ async fn watch_index(
                     index.mark_secrets_listed();
                 }
                 let resolution = index.resolve();
+                let longest = resolution.registry.clients().filter_map(|c| c.token_lifetime()).max().unwrap_or_default();
+                max_lifetime.send_if_modified(|d| {
+                    let want = longest.max(cfg.key_policy.max_token_lifetime);
+                    std::mem::replace(d, want) != want
+                });
                 observer.registry_swapped(&resolution.registry);
                 issuer.replace_registry(resolution.registry);
                 if all_synced {
@@ -486,7 +517,6 @@ async fn write_loop(
     observer: Arc<dyn Observer>,
     mut leading: watch::Receiver<bool>,
     mut work: watch::Receiver<Arc<WorkItem>>,
-    mut keys: watch::Receiver<KeysState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let writer = Writer::new(client, cfg);
@@ -498,17 +528,11 @@ async fn write_loop(
                 if r.is_err() { return }
                 observer.leading(*leading.borrow());
             }
-            r = keys.changed() => if r.is_err() { return },
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
         if !*leading.borrow() {
             continue;
-        }
-        if *keys.borrow() == KeysState::Absent
-            && let Err(e) = writer.bootstrap_keys().await
-        {
-            tracing::warn!(error = %e, "signing keys not created");
         }
         let item = work.borrow_and_update().clone();
         writer

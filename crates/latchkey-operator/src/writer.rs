@@ -13,17 +13,15 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, Resource,
     api::{Patch, PatchParams, PostParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use latchkey_api::{OAuthClient, OAuthClientStatus};
-use latchkey_core::keyring::KeyRing;
 
 use crate::{
     OperatorError, credentials,
     index::{CredentialsToCreate, ObjKey, Outcome, key_of},
-    keys,
     run::OperatorConfig,
     status,
 };
@@ -211,26 +209,6 @@ impl Writer {
                     secondary: None,
                 };
                 self.event(owner, ev).await;
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Create the signing-key Secret with a first key when there is none.
-    pub async fn bootstrap_keys(&self) -> Result<(), OperatorError> {
-        let ring = KeyRing::bootstrap(
-            &self.cfg.kid,
-            self.cfg.key_alg,
-            self.cfg.rsa_bits,
-            std::time::SystemTime::now(),
-        )?;
-        let secret = keys::secret(&self.cfg.keys_secret, &self.cfg.namespace, &ring, None);
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
-        match api.create(&PostParams::default(), &secret).await {
-            Ok(s) => {
-                tracing::info!(secret = %s.name_any(), kid = %self.cfg.kid, alg = %self.cfg.key_alg, "signing keys created");
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

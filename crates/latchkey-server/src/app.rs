@@ -15,6 +15,8 @@ use crate::{
 /// Paths of the JWK Set: Latchkey's own, the well-known one, and APK 1.x's.
 pub const JWKS_PATHS: [&str; 3] = ["/oauth2/jwks", "/.well-known/jwks.json", "/oauth2/keys"];
 pub const TOKEN_PATH: &str = "/oauth2/token";
+/// The active key's X.509 certificate (PEM), for verifiers in certificate mode.
+pub const CERTIFICATE_PATH: &str = "/oauth2/certificate";
 pub const DISCOVERY_PATHS: [&str; 2] = [
     "/.well-known/openid-configuration",
     "/.well-known/oauth-authorization-server",
@@ -82,6 +84,13 @@ impl App {
         if JWKS_PATHS.contains(&path) {
             return if readable {
                 discovery::jwks(self, &req)
+            } else {
+                response::method_not_allowed("GET, HEAD")
+            };
+        }
+        if path == CERTIFICATE_PATH {
+            return if readable {
+                discovery::certificate(self)
             } else {
                 response::method_not_allowed("GET, HEAD")
             };

@@ -49,6 +49,29 @@ pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
     res
 }
 
+/// The active key's certificate as PEM; 404 while there is none.
+pub fn certificate(app: &App) -> Response<Body> {
+    let pem = app.issuer.keys().and_then(|k| k.active().certificate_pem());
+    let Some(pem) = pem else {
+        return response::json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found","error_description":"the active key has no certificate"}"#,
+        );
+    };
+    let mut res = Response::new(Body::from(pem));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
+    // It changes on rotation: short caching, like the JWKS.
+    let cache = format!("public, max-age={}", app.config.jwks_max_age.as_secs());
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    res
+}
+
 /// The base URL to advertise: the configured one, else scheme + the request's authority.
 fn base_url<B>(app: &App, req: &Request<B>) -> String {
     if let Some(url) = &app.config.public_url {

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use latchkey_core::{ErrorCode, KeySet, Registry};
+use latchkey_core::{
+    ErrorCode, Registry,
+    keyring::{KeyEvent, KeyRing},
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -50,6 +53,13 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     last_sync: Gauge<f64, std::sync::atomic::AtomicU64>,
     leader: Gauge,
+    key_age: Gauge,
+    /// Unix seconds the active key started signing (0: unknown); its age is computed when
+    /// metrics are read.
+    active_since: std::sync::atomic::AtomicU64,
+    next_rotation: Gauge,
+    rotations: Counter,
+    revocations: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,6 +139,30 @@ impl Metrics {
             "1 while this replica holds the Lease and writes",
             leader.clone(),
         );
+        let key_age = Gauge::default();
+        registry.register(
+            "signing_key_age_seconds",
+            "How long the active signing key has been signing",
+            key_age.clone(),
+        );
+        let next_rotation = Gauge::default();
+        registry.register(
+            "signing_key_next_rotation_timestamp_seconds",
+            "Unix time the active key is due to be replaced (0: rotation off)",
+            next_rotation.clone(),
+        );
+        let rotations = Counter::default();
+        registry.register(
+            "key_rotations",
+            "Key rotations carried out by this replica as leader",
+            rotations.clone(),
+        );
+        let revocations = Counter::default();
+        registry.register(
+            "key_revocations",
+            "Key revocations carried out by this replica as leader",
+            revocations.clone(),
+        );
         Metrics {
             registry,
             token_requests,
@@ -138,6 +172,11 @@ impl Metrics {
             reloads,
             last_sync,
             leader,
+            key_age,
+            active_since: std::sync::atomic::AtomicU64::new(0),
+            next_rotation,
+            rotations,
+            revocations,
         }
     }
 
@@ -168,22 +207,38 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    /// Record a new key set.
-    pub fn observe_keys(&self, keys: &KeySet) {
+    /// Record the key ring now serving; `next_rotation` in Unix seconds when rotation is on.
+    pub fn observe_key_ring(&self, ring: &KeyRing, next_rotation: Option<u64>) {
         self.signing_keys.clear();
-        for key in keys.published() {
-            let state = if key.kid() == keys.active().kid() {
-                "active"
-            } else {
-                "published"
+        for key in &ring.keys {
+            let labels = KeyLabels {
+                kid: key.kid.clone(),
+                alg: key.alg.as_str(),
+                state: key.state.as_str(),
             };
-            self.signing_keys
-                .get_or_create(&KeyLabels {
-                    kid: key.kid().to_owned(),
-                    alg: key.alg().as_str(),
-                    state,
-                })
-                .set(1);
+            self.signing_keys.get_or_create(&labels).set(1);
+        }
+        let since = ring
+            .active()
+            .map_or(0, |k| k.activated_at.unwrap_or(k.created_at));
+        self.active_since
+            .store(since, std::sync::atomic::Ordering::Relaxed);
+        self.next_rotation
+            .set(next_rotation.map_or(0, |t| t as i64));
+    }
+
+    /// Count what the leader did to the keys.
+    pub fn observe_key_events(&self, events: &[KeyEvent]) {
+        for ev in events {
+            match ev {
+                KeyEvent::Retired { .. } => {
+                    self.rotations.inc();
+                }
+                KeyEvent::Revoked { .. } => {
+                    self.revocations.inc();
+                }
+                _ => {}
+            }
         }
     }
 
@@ -197,6 +252,13 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        let since = self.active_since.load(std::sync::atomic::Ordering::Relaxed);
+        if since > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.key_age.set(now.saturating_sub(since) as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -25,6 +25,8 @@ pub enum Command {
     /// Run in a cluster: watch OAuthClients and their Secrets, serve tokens; the Lease holder
     /// writes status, generated credentials and signing keys.
     Run(RunArgs),
+    /// Show and change the signing keys (`--state-dir` for standalone, else in the cluster).
+    Keys(KeysArgs),
     /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
     Crd,
 }
@@ -142,9 +144,111 @@ pub struct KeyArgs {
     /// RSA modulus size of a newly made RS256 key (2048, 3072 or 4096).
     #[arg(long, env = "LATCHKEY_RSA_BITS", default_value_t = 2048, value_parser = parse_rsa_bits)]
     pub rsa_bits: u32,
-    /// The `kid` of the signing key (APK's gateway pins this one).
+    /// The key id with `--kid-strategy static` (APK's gateway pins this one).
     #[arg(long, env = "LATCHKEY_KID", default_value = apk::KID)]
     pub kid: String,
+    /// How keys are named: `thumbprint` (RFC 7638; keys rotate) or `static` (`--kid` for every
+    /// key; no automatic rotation). Default: thumbprint in a cluster, static standalone.
+    #[arg(long, env = "LATCHKEY_KID_STRATEGY", value_enum)]
+    pub kid_strategy: Option<KidStrategyArg>,
+    /// How long a key signs before the next one takes over.
+    #[arg(long, env = "LATCHKEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    pub rotation_period: Duration,
+    /// Clock difference allowed between Latchkey and verifiers: a retired key stays published
+    /// this much longer than the longest token it signed.
+    #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
+    pub clock_skew: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KidStrategyArg {
+    Thumbprint,
+    Static,
+}
+
+impl KeyArgs {
+    /// The key policy these flags describe, with `default` strategy when none is given; the
+    /// JWKS cache period and token lifetime come from the serving flags.
+    pub fn policy(
+        &self,
+        default: KidStrategyArg,
+        cache_period: Duration,
+        token_lifetime: Duration,
+    ) -> latchkey_core::keyring::RotationPolicy {
+        use latchkey_core::keyring::{KidStrategy, RotationPolicy};
+        RotationPolicy {
+            alg: self.key_alg.into(),
+            rsa_bits: self.rsa_bits,
+            kid: match self.kid_strategy.unwrap_or(default) {
+                KidStrategyArg::Thumbprint => KidStrategy::Thumbprint,
+                KidStrategyArg::Static => KidStrategy::Static(self.kid.clone()),
+            },
+            rotation_period: self.rotation_period,
+            cache_period,
+            clock_skew: self.clock_skew,
+            max_token_lifetime: token_lifetime,
+        }
+    }
+}
+
+/// `latchkey keys ACTION`.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+/// Where `latchkey keys` finds the keys: a standalone state directory, or a cluster Secret.
+#[derive(Debug, Clone, Args)]
+pub struct KeysTarget {
+    /// Work on the key ring of this standalone state directory (else: the cluster's Secret).
+    #[arg(long, env = "LATCHKEY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Namespace of the keys Secret (default: the kubeconfig's).
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name of the keys Secret.
+    #[arg(
+        long,
+        env = "LATCHKEY_KEYS_SECRET",
+        default_value = "latchkey-signing-keys"
+    )]
+    pub keys_secret: String,
+    /// In a cluster, how long to wait for the leader to carry out a request.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub wait: Duration,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Standalone: the JWKS cache period the server uses (a new key waits two of them).
+    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+    /// Standalone: the server's token lifetime.
+    #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// List every key with its state and times.
+    List(KeysTarget),
+    /// Start a rotation now: a next key is published and signs after two JWKS cache periods.
+    Rotate(KeysTarget),
+    /// Remove a compromised key at once and promote the next: its tokens stop verifying.
+    Revoke {
+        /// The key id to revoke.
+        #[arg(value_name = "KID")]
+        revoke_kid: String,
+        #[command(flatten)]
+        target: KeysTarget,
+    },
+}
+
+impl KeysAction {
+    pub fn target(&self) -> &KeysTarget {
+        match self {
+            KeysAction::List(t) | KeysAction::Rotate(t) | KeysAction::Revoke { target: t, .. } => t,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

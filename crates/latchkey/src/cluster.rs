@@ -2,12 +2,19 @@
 
 use std::sync::{Arc, atomic::AtomicBool};
 
-use latchkey_core::{Issuer, KeySet, Registry, TokenSettings};
+use latchkey_core::{
+    Issuer, KeySet, Registry, TokenSettings,
+    keyring::{KeyEvent, KeyRing},
+};
 use latchkey_operator::{Observer, OperatorConfig};
 use latchkey_server::{App, Metrics, admin::Admin};
 use tokio::sync::watch;
 
-use crate::{cli::RunArgs, error::Error, serving};
+use crate::{
+    cli::{KidStrategyArg, RunArgs},
+    error::Error,
+    serving,
+};
 
 /// Operator events become metrics.
 struct MetricsObserver(Arc<Metrics>);
@@ -16,8 +23,11 @@ impl Observer for MetricsObserver {
     fn registry_swapped(&self, registry: &Registry) {
         self.0.observe_registry(registry);
     }
-    fn keys_swapped(&self, keys: &KeySet) {
-        self.0.observe_keys(keys);
+    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>) {
+        self.0.observe_key_ring(ring, next_rotation);
+    }
+    fn key_events(&self, events: &[KeyEvent]) {
+        self.0.observe_key_events(events);
     }
     fn api_contact(&self) {
         self.0.observe_sync(serving::unix_now());
@@ -72,11 +82,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         lease_duration: args.lease_duration,
         retry_period: args.lease_retry,
         keys_secret: args.keys_secret.clone(),
-        kid: args.keys.kid.clone(),
-        key_alg: args.keys.key_alg.into(),
-        rsa_bits: args.keys.rsa_bits,
+        key_policy: args.keys.policy(
+            KidStrategyArg::Thumbprint,
+            args.serve.jwks_max_age,
+            args.serve.token_lifetime,
+        ),
         token_url,
     };
+    if !cfg.key_policy.rotates() {
+        tracing::info!(kid = %args.keys.kid, "static kid: automatic key rotation is off");
+    }
     tracing::info!(
         identity = %cfg.identity,
         namespace = %cfg.namespace,

@@ -6,6 +6,7 @@ mod cluster;
 mod crd;
 mod error;
 mod files;
+mod keys_cmd;
 mod logging;
 mod self_signed;
 mod serving;
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
+        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_cmd::run(args))),
         Command::Run(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.

@@ -149,7 +149,7 @@ fn a_restart_keeps_the_key_so_earlier_tokens_still_verify() {
         "self-signed certificate not kept"
     );
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.path().join("signing-key.pem"))
+        &std::fs::metadata(dir.path().join("keyring.json"))
             .unwrap()
             .permissions(),
     );
@@ -225,4 +225,186 @@ fn given_tls_files_are_served_and_reloaded_when_they_change() {
     )
     .is_ok()));
     assert!(Conn::try_open(server.addr, Some(ca_a)).is_err());
+}
+
+fn jwks_kids(server: &Server) -> Vec<String> {
+    let doc = server
+        .send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .json();
+    doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn keys_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("keys")
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .args([
+            "--kid-strategy",
+            "thumbprint",
+            "--key-alg",
+            "ES256",
+            "--jwks-max-age",
+            "1s",
+            "--token-lifetime",
+            "3s",
+        ])
+        .args(["--rotation-period", "1h", "--clock-skew", "1s"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn standalone_rotation_keeps_every_key_and_state_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--kid-strategy",
+        "thumbprint",
+        "--key-alg",
+        "ES256",
+        "--jwks-max-age",
+        "1s",
+        "--token-lifetime",
+        "3s",
+        "--rotation-period",
+        "1h",
+        "--clock-skew",
+        "1s",
+    ];
+    let server = Server::start(dir.path(), &flags);
+    let first = jwks_kids(&server);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].len(), 43, "thumbprint kid");
+    let token = server
+        .token(
+            &[("Authorization", SEED_AUTH), FORM],
+            "grant_type=client_credentials",
+        )
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // `keys rotate`: a next key is published at once, signs two cache periods later.
+    let out = keys_cli(dir.path(), &["rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listing.contains("next") && listing.contains("active"),
+        "{listing}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || jwks_kids(&server).len() == 2),
+        "next key not published"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let t = server
+                .token(
+                    &[("Authorization", SEED_AUTH), FORM],
+                    "grant_type=client_credentials",
+                )
+                .json();
+            jwt_parts(t["access_token"].as_str().unwrap()).0["kid"] != first[0].as_str()
+        }),
+        "the new key never signed"
+    );
+    // The old key stays published while its tokens live, so the earlier token verifies.
+    let jwks = server
+        .send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .json();
+    verify_with_jwks(&token, &jwks);
+    let listing = String::from_utf8(keys_cli(dir.path(), &["list"]).stdout).unwrap();
+    assert!(listing.contains("retired"), "{listing}");
+
+    // A restart keeps every key and its state.
+    let before = std::fs::read(dir.path().join("keyring.json")).unwrap();
+    assert!(server.terminate().success());
+    let server = Server::start(dir.path(), &flags);
+    let ring_after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("keyring.json")).unwrap()).unwrap();
+    let ring_before: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let states = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["kid"].as_str().unwrap().to_owned(),
+                    k["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (b, a) = (states(&ring_before), states(&ring_after));
+    assert!(a.iter().filter(|(_, s)| s == "active").count() == 1);
+    assert!(
+        b.iter().all(|k| a.contains(k) || k.1 == "retired"),
+        "before {b:?} after {a:?}"
+    );
+
+    // `keys revoke` of the active key: another signs at once, the old one is gone.
+    let active = a.iter().find(|(_, s)| s == "active").unwrap().0.clone();
+    let out = keys_cli(dir.path(), &["revoke", &active]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(eventually(Duration::from_secs(5), || !jwks_kids(&server)
+        .contains(&active)));
+    let t = server
+        .token(
+            &[("Authorization", SEED_AUTH), FORM],
+            "grant_type=client_credentials",
+        )
+        .json();
+    let kid = jwt_parts(t["access_token"].as_str().unwrap()).0["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(kid, active);
+    assert!(
+        !keys_cli(dir.path(), &["revoke", "no-such-kid"])
+            .status
+            .success()
+    );
+    let metrics = server.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("latchkey_signing_key_age_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("latchkey_signing_key_next_rotation_timestamp_seconds"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_active_keys_certificate_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let res = server.send(b"GET /oauth2/certificate HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("application/x-pem-file"));
+    assert!(res.text().starts_with("-----BEGIN CERTIFICATE-----"));
+    let jwks = server
+        .send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .json();
+    let x5c = jwks["keys"][0]["x5c"][0].as_str().unwrap();
+    assert!(
+        res.text().replace('\n', "").contains(&x5c[..60]),
+        "x5c is the served certificate"
+    );
 }

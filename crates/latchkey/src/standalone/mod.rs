@@ -10,12 +10,12 @@ use std::{
     time::Duration,
 };
 
-use latchkey_core::{Issuer, KeySet, SigningKey, TokenSettings};
+use latchkey_core::{Issuer, TokenSettings, keyring::RotationPolicy};
 use latchkey_server::{App, Metrics, admin::Admin};
 use tokio::sync::watch;
 
 use crate::{
-    cli::StandaloneArgs,
+    cli::{KidStrategyArg, StandaloneArgs},
     error::Error,
     files,
     serving::{self, unix_now},
@@ -24,8 +24,20 @@ use crate::{
 pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let state_dir = &args.serve.state_dir;
     files::ensure_private_dir(state_dir)?;
-    let material = keys::load_or_create(state_dir, args.keys.key_alg.into(), args.keys.rsa_bits)?;
-    let keys = KeySet::single(SigningKey::new(args.keys.kid.clone(), &material)?);
+    let policy = args.keys.policy(
+        KidStrategyArg::Static,
+        args.serve.jwks_max_age,
+        args.serve.token_lifetime,
+    );
+    let (ring, ()) = keys::update(state_dir, &policy, |ring| {
+        keys::check_static_alg(state_dir, ring, &policy)?;
+        ring.advance(&policy, std::time::SystemTime::now())?;
+        Ok(())
+    })?;
+    if !policy.rotates() {
+        tracing::info!(kid = %args.keys.kid, "static kid: automatic key rotation is off");
+    }
+    let keys = ring.key_set()?;
     let registry = match &args.clients {
         Some(path) => {
             let registry = clients::load(path)?;
@@ -43,7 +55,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
-    metrics.observe_keys(&keys);
+    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
         default_lifetime: args.serve.token_lifetime,
@@ -60,6 +72,14 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         ready: Arc::new(AtomicBool::new(true)),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(advance_keys(
+        state_dir.clone(),
+        policy,
+        ring,
+        issuer.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
     if let Some(path) = args.clients.clone() {
         tokio::spawn(watch_clients(
             path,
@@ -70,6 +90,63 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         ));
     }
     serving::run(&args.serve, app, admin, shutdown_tx, std::future::pending()).await
+}
+
+/// Advance the key lifecycle every second and pick up changes `latchkey keys` made, swapping
+/// the signer whenever the ring changes.
+async fn advance_keys(
+    dir: PathBuf,
+    base: RotationPolicy,
+    mut serving: latchkey_core::keyring::KeyRing,
+    issuer: Arc<Issuer>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Tokens of the longest-lived client bound how long a retired key stays published.
+        let longest = issuer
+            .registry()
+            .clients()
+            .filter_map(|c| c.token_lifetime())
+            .max()
+            .unwrap_or_default();
+        let policy = RotationPolicy {
+            max_token_lifetime: base.max_token_lifetime.max(longest),
+            ..base.clone()
+        };
+        let dir2 = dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            keys::update(&dir2, &policy, |ring| {
+                Ok(ring.advance(&policy, std::time::SystemTime::now())?)
+            })
+            .and_then(|(ring, events)| Ok((ring.key_set()?, ring, events, policy)))
+        })
+        .await;
+        match result {
+            Ok(Ok((set, ring, events, policy))) => {
+                metrics.observe_key_events(&events);
+                for ev in &events {
+                    tracing::info!(event = ?ev, "signing keys");
+                }
+                if ring != serving {
+                    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
+                    issuer.replace_keys(set);
+                    serving = ring;
+                    metrics.observe_reload("keys", true);
+                }
+            }
+            Ok(Err(e)) => {
+                metrics.observe_reload("keys", false);
+                tracing::error!(error = %e, "signing keys not advanced; the keys in use keep serving");
+            }
+            Err(e) => tracing::error!(error = %e, "signing keys task failed"),
+        }
+    }
 }
 
 /// Reload the clients whenever the manifests change; a failed load keeps the last good state.

@@ -206,6 +206,8 @@ pub fn stop_apiserver() -> StoppedApiServer {
 
 impl StoppedApiServer {
     /// Start it again and wait until it is ready.
+    // The process must outlive the test: `down.sh` stops it through the pid file.
+    #[allow(clippy::zombie_processes)]
     pub fn start(self) {
         let log = std::fs::OpenOptions::new()
             .create(true)

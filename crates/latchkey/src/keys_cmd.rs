@@ -1,0 +1,196 @@
+//! `latchkey keys list|rotate|revoke`: on a standalone state directory directly (under its
+//! lock), or in a cluster by asking the leader through annotations on the keys Secret and
+//! waiting until it has carried the request out.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+use latchkey_core::keyring::{KeyRing, RotationPolicy};
+use latchkey_operator::keys::{self, EXTERNAL_ANNOTATION, REVOKE_ANNOTATION, ROTATE_ANNOTATION};
+
+use crate::{
+    cli::{KeysAction, KeysArgs, KeysTarget, KidStrategyArg},
+    error::Error,
+    standalone,
+};
+
+fn time(secs: Option<u64>) -> String {
+    secs.map_or_else(
+        || "-".to_owned(),
+        |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+    )
+}
+
+/// The ring as a table.
+pub fn table(ring: &KeyRing, policy: &RotationPolicy) -> String {
+    let mut out = format!(
+        "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21} {}\n",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED", "UNPUBLISHED AFTER"
+    );
+    for k in &ring.keys {
+        out.push_str(&format!(
+            "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21} {}\n",
+            k.kid,
+            k.alg.as_str(),
+            k.state.as_str(),
+            time(Some(k.created_at)),
+            time(k.activated_at),
+            time(k.retired_at),
+            time(k.remove_at(policy.clock_skew)),
+        ));
+    }
+    match ring.next_rotation_at(policy) {
+        Some(t) => out.push_str(&format!("next rotation due: {}\n", time(Some(t)))),
+        None => out.push_str("automatic rotation: off (static kid)\n"),
+    }
+    if ring.rotation_requested_at.is_some() {
+        out.push_str("a rotation is in progress\n");
+    }
+    out
+}
+
+pub async fn run(args: KeysArgs) -> Result<(), Error> {
+    let target = args.action.target();
+    match &target.state_dir {
+        Some(dir) => standalone_keys(&args.action, target, dir),
+        None => cluster_keys(&args.action, target).await,
+    }
+}
+
+fn standalone_keys(
+    action: &KeysAction,
+    args: &KeysTarget,
+    dir: &std::path::Path,
+) -> Result<(), Error> {
+    let policy = args.keys.policy(
+        KidStrategyArg::Static,
+        args.jwks_max_age,
+        args.token_lifetime,
+    );
+    let now = SystemTime::now();
+    let ring = match action {
+        KeysAction::List(_) => standalone::keys::read(dir)?.ok_or_else(|| {
+            Error::Config(format!(
+                "no key ring in {} yet: start the server once",
+                dir.display()
+            ))
+        })?,
+        KeysAction::Rotate(_) => {
+            standalone::keys::update(dir, &policy, |r| {
+                r.request_rotation(&policy, now)?;
+                Ok(r.advance(&policy, now)?)
+            })?
+            .0
+        }
+        KeysAction::Revoke {
+            revoke_kid: kid, ..
+        } => standalone::keys::update(dir, &policy, |r| Ok(r.revoke(kid, &policy, now)?))?.0,
+    };
+    print!("{}", table(&ring, &policy));
+    Ok(())
+}
+
+async fn cluster_keys(action: &KeysAction, args: &KeysTarget) -> Result<(), Error> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Error::Config(format!(
+            "no Kubernetes API to talk to (KUBECONFIG or in-cluster config): {e}"
+        ))
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let policy = args.keys.policy(
+        KidStrategyArg::Thumbprint,
+        args.jwks_max_age,
+        args.token_lifetime,
+    );
+    let name = &args.keys_secret;
+    let get = || async {
+        api.get_opt(name)
+            .await
+            .map_err(|e| Error::Config(format!("reading Secret {namespace}/{name}: {e}")))?
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "Secret {namespace}/{name} does not exist (is latchkey running?)"
+                ))
+            })
+    };
+    let secret = get().await?;
+    let read = |s: &Secret| {
+        keys::read(s, &policy.kid)
+            .map_err(|e| Error::Config(format!("Secret {namespace}/{name}: {e}")))
+    };
+    let ring = read(&secret)?;
+    let (annotation, value) = match action {
+        KeysAction::List(_) => {
+            print!("{}", table(&ring, &policy));
+            return Ok(());
+        }
+        _ if keys::is_external(&secret) => {
+            return Err(Error::Config(format!(
+                "Secret {namespace}/{name} is annotated {EXTERNAL_ANNOTATION}=true: change the keys where they are managed"
+            )));
+        }
+        KeysAction::Rotate(_) => (
+            ROTATE_ANNOTATION,
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .to_string(),
+        ),
+        KeysAction::Revoke {
+            revoke_kid: kid, ..
+        } => {
+            if !ring.keys.iter().any(|k| &k.kid == kid) {
+                return Err(Error::Config(format!(
+                    "no key {kid:?} in Secret {namespace}/{name}"
+                )));
+            }
+            (REVOKE_ANNOTATION, kid.clone())
+        }
+    };
+    let patch = serde_json::json!({ "metadata": { "annotations": { annotation: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "asking for the change on Secret {namespace}/{name}: {e}"
+            ))
+        })?;
+    let deadline = Instant::now() + args.wait;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let secret = get().await?;
+        let pending = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(annotation));
+        if !pending {
+            let ring = read(&secret)?;
+            if let KeysAction::Revoke {
+                revoke_kid: kid, ..
+            } = action
+                && ring.keys.iter().any(|k| &k.kid == kid)
+            {
+                return Err(Error::Config(format!(
+                    "the leader did not revoke {kid:?}; see its log and Events"
+                )));
+            }
+            print!("{}", table(&ring, &policy));
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Config(format!(
+                "no leader carried out the request within {}s (is a latchkey replica running?)",
+                args.wait.as_secs()
+            )));
+        }
+    }
+}
