@@ -715,3 +715,358 @@ fn two_thousand_clients_all_ready_and_issuing() {
         rss as f64 / 1024.0
     );
 }
+
+/// A verifier as gateways run one: it caches the JWKS for its max-age and refetches only
+/// when it meets an unknown kid (or the cache is stale).
+struct Verifier {
+    jwks: serde_json::Value,
+    fetched: Instant,
+    max_age: Duration,
+    unknown_kid_refetches: u64,
+}
+
+impl Verifier {
+    fn fetch(addr: std::net::SocketAddr) -> (serde_json::Value, Duration) {
+        let res =
+            Conn::open(addr, None).send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let max_age = res
+            .header("cache-control")
+            .and_then(|c| c.split("max-age=").nth(1))
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_secs);
+        (res.json(), max_age)
+    }
+
+    fn new(addr: std::net::SocketAddr) -> Verifier {
+        let (jwks, max_age) = Self::fetch(addr);
+        Verifier {
+            jwks,
+            fetched: Instant::now(),
+            max_age,
+            unknown_kid_refetches: 0,
+        }
+    }
+
+    fn has(&self, kid: &str) -> bool {
+        self.jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid)
+    }
+
+    /// Whether the token verifies.
+    fn verify(&mut self, addr: std::net::SocketAddr, token: &str) -> bool {
+        if self.fetched.elapsed() > self.max_age {
+            (self.jwks, self.max_age) = Self::fetch(addr);
+            self.fetched = Instant::now();
+        }
+        let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        if !self.has(&kid) {
+            self.unknown_kid_refetches += 1;
+            (self.jwks, self.max_age) = Self::fetch(addr);
+            self.fetched = Instant::now();
+        }
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(self.jwks.clone()).unwrap();
+        let Some(jwk) = set.find(&kid) else {
+            return false;
+        };
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::decode_header(token).unwrap().alg);
+        v.validate_aud = false;
+        v.leeway = 1;
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).is_ok()
+    }
+}
+
+fn keys_ring(ns: &str) -> serde_json::Value {
+    let data = secret_data(ns, "latchkey-signing-keys").unwrap();
+    serde_json::from_str(&data["keyring.json"]).unwrap()
+}
+
+fn count_state(ring: &serde_json::Value, state: &str) -> usize {
+    ring["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == state)
+        .count()
+}
+
+#[test]
+fn keys_rotate_under_load_without_a_single_verification_failure() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    install_crd();
+    let ns = Namespace::new("e2e-rotate");
+    let flags = [
+        "--rotation-period",
+        "4s",
+        "--jwks-max-age",
+        "1s",
+        "--token-lifetime",
+        "3s",
+        "--clock-skew",
+        "1s",
+    ];
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_run(&ns.0, "rot-a", da.path(), &flags);
+    let b = start_run(&ns.0, "rot-b", db.path(), &flags);
+    wait_ready(&a);
+    wait_ready(&b);
+    apply(&generated_client(&ns.0, "load"));
+    let (id, secret) = generated_creds(&ns.0, "load");
+    wait_status(&a, &id, &secret, 200);
+    wait_status(&b, &id, &secret, 200);
+
+    // Continuous load on both replicas; each token is verified at once by a caching
+    // verifier, and again near its expiry by another (the retired key must still be there).
+    let alive = Arc::new(Mutex::new(vec![a.addr, b.addr]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (issued, failures, late_failures) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let refetches = Arc::new(AtomicU64::new(0));
+    let late_queue: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let mut threads = Vec::new();
+    for t in 0..2 {
+        let (alive, stop, issued, failures, refetches, late_queue) = (
+            alive.clone(),
+            stop.clone(),
+            issued.clone(),
+            failures.clone(),
+            refetches.clone(),
+            late_queue.clone(),
+        );
+        let auth = basic(&id, &secret);
+        threads.push(std::thread::spawn(move || {
+            let mut verifier = Verifier::new(alive.lock().unwrap()[0]);
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let addrs = alive.lock().unwrap().clone();
+                let addr = addrs[i % addrs.len()];
+                i += 1;
+                let Ok(mut conn) = Conn::try_open(addr, None) else {
+                    continue;
+                };
+                let res = conn.send(&post_token(
+                    &[("Authorization", &auth), FORM],
+                    "grant_type=client_credentials",
+                ));
+                if res.status != 200 {
+                    continue; // a replica being stopped; the issue is verification, not availability
+                }
+                issued.fetch_add(1, Ordering::Relaxed);
+                let token = res.json()["access_token"].as_str().unwrap().to_owned();
+                let verify_at = addrs[(i + 1) % addrs.len()];
+                if !verifier.verify(verify_at, &token) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                late_queue
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now() + Duration::from_millis(2500), token));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            refetches.fetch_add(verifier.unknown_kid_refetches, Ordering::Relaxed);
+        }));
+    }
+    let late_thread = {
+        let (alive, stop, late_failures, late_queue) = (
+            alive.clone(),
+            stop.clone(),
+            late_failures.clone(),
+            late_queue.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut verifier = Verifier::new(alive.lock().unwrap()[0]);
+            let mut checked = 0u64;
+            loop {
+                let due: Vec<String> = {
+                    let mut q = late_queue.lock().unwrap();
+                    let now = Instant::now();
+                    let (due, rest): (Vec<_>, Vec<_>) = q.drain(..).partition(|(t, _)| *t <= now);
+                    *q = rest;
+                    due.into_iter().map(|(_, tok)| tok).collect()
+                };
+                let addr = alive.lock().unwrap()[0];
+                for token in due {
+                    checked += 1;
+                    if !verifier.verify(addr, &token) {
+                        late_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if stop.load(Ordering::Relaxed) && late_queue.lock().unwrap().is_empty() {
+                    return checked;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Watch the ring: exactly one active key at every look. Stop the leader while a next key
+    // waits to be promoted, and check the other replica finishes the rotation.
+    let start = Instant::now();
+    let mut seen_kids = std::collections::BTreeSet::new();
+    let mut killed = false;
+    let mut leader = None;
+    let (mut a, mut b) = (Some(a), Some(b));
+    while start.elapsed() < Duration::from_secs(24) {
+        let ring = keys_ring(&ns.0);
+        assert_eq!(count_state(&ring, "active"), 1, "ring: {ring}");
+        for k in ring["keys"].as_array().unwrap() {
+            seen_kids.insert(k["kid"].as_str().unwrap().to_owned());
+        }
+        if !killed && start.elapsed() > Duration::from_secs(8) && count_state(&ring, "next") == 1 {
+            let holder = lease_holder(&ns.0).unwrap();
+            let (victim, survivor) = if holder == "rot-a" {
+                (a.take().unwrap(), b.as_ref().unwrap())
+            } else {
+                (b.take().unwrap(), a.as_ref().unwrap())
+            };
+            alive.lock().unwrap().retain(|addr| *addr != victim.addr);
+            drop(victim); // SIGKILL mid-rotation
+            killed = true;
+            leader = Some(survivor.addr);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(killed, "never caught the ring mid-rotation");
+    stop.store(true, Ordering::Relaxed);
+    let late_checked = late_thread.join().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let ring = keys_ring(&ns.0);
+    assert_eq!(count_state(&ring, "active"), 1);
+    let rotations = seen_kids.len() - 1;
+    let (issued, failures, late_failures) = (
+        issued.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+        late_failures.load(Ordering::Relaxed),
+    );
+    println!(
+        "figure: rotation under load (period 4s, JWKS max-age 1s, two replicas, leader SIGKILLed mid-rotation): \
+         {issued} tokens issued, {rotations} rotations, {failures} verification failures at issue, \
+         {late_failures} failures of {late_checked} re-verified near expiry, {} unknown-kid refetches",
+        refetches.load(Ordering::Relaxed)
+    );
+    assert!(rotations >= 3, "only {rotations} rotations");
+    assert_eq!(failures, 0);
+    assert_eq!(late_failures, 0);
+    assert_eq!(
+        refetches.load(Ordering::Relaxed),
+        0,
+        "a key signed before verifiers could have it"
+    );
+    assert!(leader.is_some());
+
+    // A stale writer (an old resourceVersion) cannot overwrite a newer key set.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(client().await, &ns.0);
+        let old = api.get("latchkey-signing-keys").await.unwrap();
+        let old_rv = old.metadata.resource_version.clone().unwrap();
+        let old_ring =
+            latchkey_operator::keys::read(&old, &latchkey_core::keyring::KidStrategy::Thumbprint)
+                .unwrap();
+        let mut newer_rv = old_rv.clone();
+        for _ in 0..50 {
+            newer_rv = api
+                .get("latchkey-signing-keys")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap();
+            if newer_rv != old_rv {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_ne!(newer_rv, old_rv, "the leader never wrote again");
+        let err = latchkey_operator::keys::replace(
+            &api,
+            "latchkey-signing-keys",
+            &old_ring,
+            Default::default(),
+            old_rv,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 409),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn keys_cli_rotates_and_revokes_through_the_leader() {
+    install_crd();
+    let ns = Namespace::new("e2e-keyscli");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_run(&ns.0, "cli", dir.path(), &["--jwks-max-age", "1s"]);
+    wait_ready(&server);
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("keys")
+            .args(args)
+            .args(["--namespace", &ns.0, "--wait", "20s"])
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .unwrap()
+    };
+    let first = keys_ring(&ns.0)["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = cli(&["rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("next"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(eventually(Duration::from_secs(15), || {
+        keys_ring(&ns.0)["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] != first.as_str() && k["state"] == "active")
+    }));
+    let out = cli(&["revoke", &first]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!keys_ring(&ns.0).to_string().contains(&first));
+    let listing = String::from_utf8(cli(&["list"]).stdout).unwrap();
+    assert!(
+        listing.contains("active") && listing.contains("next rotation due"),
+        "{listing}"
+    );
+    let bad = cli(&["revoke", "no-such-kid"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no key"));
+    let events = kubectl_ok(&["get", "events", "-n", &ns.0, "-o", "json"], None);
+    assert!(
+        events.contains("KeyRevoked") && events.contains("KeyActivated"),
+        "no key Events"
+    );
+    let metrics = server.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("latchkey_key_revocations_total 1"),
+        "{metrics}"
+    );
+}
