@@ -313,24 +313,17 @@ mod tests {
     #[test]
     fn claim_rules() {
         let p = &spec_schema()["properties"]["claims"];
-        let refused: Vec<&str> = p["not"]["anyOf"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| {
-                let [name] = b["required"].as_array().unwrap().as_slice() else {
-                    panic!("{b}")
-                };
-                name.as_str().unwrap()
-            })
-            .collect();
-        let mut expected = latchkey_core::client::RESERVED_CLAIMS.to_vec();
-        expected.insert(0, "");
-        assert_eq!(refused, expected);
+        let rule = p["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+        for name in latchkey_core::client::RESERVED_CLAIMS {
+            assert!(rule.contains(&format!("!has(self.{name})")), "{rule}");
+            assert_eq!(p["properties"][name]["type"], "string");
+        }
         assert_eq!(
-            p["additionalProperties"],
-            json!({ "x-kubernetes-preserve-unknown-fields": true })
+            p["x-kubernetes-validations"][0]["message"],
+            crate::rules::RESERVED_CLAIMS_MESSAGE
         );
+        assert_eq!(p["not"], json!({ "required": [""] }));
+        assert_eq!(p["x-kubernetes-preserve-unknown-fields"], true);
         for name in latchkey_core::client::RESERVED_CLAIMS {
             rejected(&format!("claims: {{ {name}: x }}"), "spec.claims");
         }

@@ -59,8 +59,8 @@ pub const MAX_AUDIENCE_LEN: usize = 1024;
 /// Most audiences.
 pub const MAX_AUDIENCES: usize = 64;
 
-/// Names `claims` may not have: Latchkey's own claims, and the empty name. (The schema refuses
-/// them with OpenAPI rather than CEL; see `types::claims_schema`.)
+/// Names `claims` may not have: Latchkey's own claims (refused by a CEL rule) and the empty
+/// name (refused with OpenAPI; see `types::claims_schema`).
 pub fn forbidden_claim_names() -> impl Iterator<Item = &'static str> {
     std::iter::once("").chain(latchkey_core::client::RESERVED_CLAIMS)
 }

@@ -137,16 +137,33 @@ fn default_secret_key() -> String {
     crate::secret::DEFAULT_SECRET_KEY.to_owned()
 }
 
-/// An object whose values may be any JSON: the API server must keep them as written. The
-/// names it may not have are refused with OpenAPI (`not: {anyOf: [{required: [name]}…]}`):
-/// CEL cannot see this map, because Kubernetes gives CEL no type for values without a schema.
+/// An object whose values may be any JSON: the API server keeps unknown fields as written.
+/// CEL gets no type for a map of untyped values, so the reserved names are declared as
+/// (string) properties, which CEL can test with `has()`; the empty name, which CEL cannot
+/// name, is refused with OpenAPI (`not: {required: [""]}`).
 fn claims_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let reserved = latchkey_core::client::RESERVED_CLAIMS;
+    let properties: serde_json::Map<String, serde_json::Value> = reserved
+        .iter()
+        .map(|name| {
+            let description = "Set by Latchkey: not allowed as a static claim.";
+            (
+                name.to_string(),
+                serde_json::json!({ "type": "string", "description": description }),
+            )
+        })
+        .collect();
+    let rule = reserved
+        .iter()
+        .map(|n| format!("!has(self.{n})"))
+        .collect::<Vec<_>>()
+        .join(" && ");
     schemars::json_schema!({
         "type": "object",
-        "additionalProperties": { "x-kubernetes-preserve-unknown-fields": true },
-        "not": { "anyOf": rules::forbidden_claim_names()
-            .map(|name| serde_json::json!({ "required": [name] }))
-            .collect::<Vec<_>>() },
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": properties,
+        "x-kubernetes-validations": [{ "rule": rule, "message": rules::RESERVED_CLAIMS_MESSAGE }],
+        "not": { "required": [""] },
     })
 }
 

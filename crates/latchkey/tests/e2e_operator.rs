@@ -101,7 +101,7 @@ fn the_crd_validates_specs_on_the_api_server() {
         )
     };
     for (spec, needle) in [
-        (r#"{ claims: { iss: me } }"#, "claims"),
+        (r#"{ claims: { iss: me } }"#, "set by Latchkey"),
         (r#"{ accessTokenLifetime: forever }"#, "accessTokenLifetime"),
         (r#"{ accessTokenLifetime: 48h }"#, "accessTokenLifetime"),
         (
@@ -256,7 +256,7 @@ spec:
     ));
     let took = wait_status(&server, "my-client", "second value", 200);
     assert_eq!(token_status(&server, "my-client", "first value", None), 401);
-    println!("figure: user Secret rotation reached tokens in {took:?}");
+    println!("\nfigure: user Secret rotation reached tokens in {took:?}");
 
     // 3. Scope change.
     assert_eq!(
@@ -604,7 +604,7 @@ fn an_api_server_outage_keeps_tokens_flowing_and_changes_arrive_after() {
         "a replica with state keeps serving"
     );
     stopped.start();
-    println!("figure: {issued} tokens issued during an 8 s API server outage");
+    println!("\nfigure: {issued} tokens issued during an 8 s API server outage");
 
     // Watches resume: a change made now arrives.
     apply(&generated_client(&ns.0, "after"));
