@@ -7,7 +7,7 @@ use latchkey_core::{
     keyring::{KeyEvent, KeyRing},
 };
 use latchkey_operator::{Observer, OperatorConfig};
-use latchkey_server::{App, Metrics, admin::Admin};
+use latchkey_server::Metrics;
 use tokio::sync::watch;
 
 use crate::{
@@ -48,12 +48,17 @@ fn identity(args: &RunArgs) -> String {
         })
 }
 
-pub async fn run(args: RunArgs) -> Result<(), Error> {
-    let client = kube::Client::try_default().await.map_err(|e| {
+/// A client for `KUBECONFIG` (or `~/.kube/config`), else the in-cluster configuration.
+pub async fn kube_client() -> Result<kube::Client, Error> {
+    kube::Client::try_default().await.map_err(|e| {
         Error::Config(format!(
             "no Kubernetes API to talk to (KUBECONFIG or in-cluster config): {e}"
         ))
-    })?;
+    })
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    let client = kube_client().await?;
     let namespace = args
         .namespace
         .clone()
@@ -101,15 +106,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let issuer = Arc::new(Issuer::new(settings, Registry::default(), None));
     let ready = Arc::new(AtomicBool::new(false));
-    let app = Arc::new(App::new(
-        issuer.clone(),
-        metrics.clone(),
-        serving::app_config(&args.serve),
-    ));
-    let admin = Arc::new(Admin {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    });
+    let (app, admin) =
+        serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let observer = Arc::new(MetricsObserver(metrics));
     let operator = latchkey_operator::run(client, cfg, issuer, observer, ready, shutdown_rx);

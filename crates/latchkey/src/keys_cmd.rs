@@ -95,11 +95,7 @@ fn standalone_keys(
 }
 
 async fn cluster_keys(action: &KeysAction, args: &KeysTarget) -> Result<(), Error> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        Error::Config(format!(
-            "no Kubernetes API to talk to (KUBECONFIG or in-cluster config): {e}"
-        ))
-    })?;
+    let client = crate::cluster::kube_client().await?;
     let namespace = args
         .namespace
         .clone()

@@ -38,6 +38,17 @@ pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Err
     Ok(())
 }
 
+/// The token service and the admin endpoint over one issuer.
+pub fn handlers(
+    args: &ServeArgs,
+    issuer: Arc<latchkey_core::Issuer>,
+    metrics: Arc<Metrics>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<App>, Arc<Admin>) {
+    let app = Arc::new(App::new(issuer, metrics.clone(), app_config(args)));
+    (app, Arc::new(Admin { metrics, ready }))
+}
+
 /// The public listener's settings from the flags.
 pub fn app_config(args: &ServeArgs) -> AppConfig {
     AppConfig {

@@ -86,6 +86,14 @@ fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serd
     last
 }
 
+/// Merge-patch an OAuthClient.
+fn patch_spec(ns: &str, name: &str, patch: &str) {
+    kubectl_ok(
+        &["patch", "oac", name, "-n", ns, "--type=merge", "-p", patch],
+        None,
+    );
+}
+
 fn apply(yaml: &str) {
     kubectl_ok(&["apply", "-f", "-"], Some(yaml));
 }
@@ -263,18 +271,10 @@ spec:
         token_status(&server, "my-client", "second value", Some("orders:write")),
         400
     );
-    kubectl_ok(
-        &[
-            "patch",
-            "oac",
-            "mine",
-            "-n",
-            &ns.0,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"scopes":["orders:read","orders:write"]}}"#,
-        ],
-        None,
+    patch_spec(
+        &ns.0,
+        "mine",
+        r#"{"spec":{"scopes":["orders:read","orders:write"]}}"#,
     );
     assert!(eventually(Duration::from_secs(10), || token_status(
         &server,
@@ -284,34 +284,10 @@ spec:
     ) == 200));
 
     // 4. disabled: true, then back.
-    kubectl_ok(
-        &[
-            "patch",
-            "oac",
-            "mine",
-            "-n",
-            &ns.0,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"disabled":true}}"#,
-        ],
-        None,
-    );
+    patch_spec(&ns.0, "mine", r#"{"spec":{"disabled":true}}"#);
     wait_status(&server, "my-client", "second value", 401);
     wait_condition(&ns.0, "mine", "Ready", ("False", "Disabled"));
-    kubectl_ok(
-        &[
-            "patch",
-            "oac",
-            "mine",
-            "-n",
-            &ns.0,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"disabled":false}}"#,
-        ],
-        None,
-    );
+    patch_spec(&ns.0, "mine", r#"{"spec":{"disabled":false}}"#);
     wait_status(&server, "my-client", "second value", 200);
 
     // 5. A second OAuthClient claiming the same client id: the older keeps it.

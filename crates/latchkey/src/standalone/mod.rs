@@ -11,7 +11,7 @@ use std::{
 };
 
 use latchkey_core::{Issuer, TokenSettings, keyring::RotationPolicy};
-use latchkey_server::{App, Metrics, admin::Admin};
+use latchkey_server::Metrics;
 use tokio::sync::watch;
 
 use crate::{
@@ -62,15 +62,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     };
     serving::check_lifetime(&settings)?;
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
-    let app = Arc::new(App::new(
-        issuer.clone(),
-        metrics.clone(),
-        serving::app_config(&args.serve),
-    ));
-    let admin = Arc::new(Admin {
-        metrics: metrics.clone(),
-        ready: Arc::new(AtomicBool::new(true)),
-    });
+    let ready = Arc::new(AtomicBool::new(true));
+    let (app, admin) = serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(advance_keys(
         state_dir.clone(),
