@@ -50,9 +50,19 @@ bench:
 clean:
 	$(CARGO) clean
 
-## generate: regenerate the CRD manifest from the types (CI fails when it drifts)
+## generate: regenerate the CRD manifest from the types, its copy in the chart, and
+## manifests/install.yaml from the chart (needs helm: `make testenv-build`). CI fails on drift.
 .PHONY: generate
 generate:
 	$(CARGO) run -q -p latchkey -- crd > manifests/crds/oauthclients.latchkey.dev.yaml.tmp \
 	  || { rm -f manifests/crds/oauthclients.latchkey.dev.yaml.tmp; exit 1; }
 	mv manifests/crds/oauthclients.latchkey.dev.yaml.tmp manifests/crds/oauthclients.latchkey.dev.yaml
+	cp manifests/crds/oauthclients.latchkey.dev.yaml charts/latchkey/crds/oauthclients.latchkey.dev.yaml
+	$(MAKE) --no-print-directory install-manifest
+
+## install-manifest: render manifests/install.yaml from charts/latchkey (helm template)
+.PHONY: install-manifest
+install-manifest:
+	bash manifests/render-install.sh > manifests/install.yaml.tmp \
+	  || { rm -f manifests/install.yaml.tmp; exit 1; }
+	mv manifests/install.yaml.tmp manifests/install.yaml
