@@ -212,6 +212,9 @@ impl StoppedApiServer {
             .append(true)
             .open(root().join("target/testenv/logs/kube-apiserver.log"))
             .unwrap();
+        // The restarted apiserver outlives the test on purpose; tests/testenv/down.sh stops it
+        // by its pid file.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new(&self.cmdline[0])
             .args(&self.cmdline[1..])
             .stdin(std::process::Stdio::null())
