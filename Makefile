@@ -29,7 +29,7 @@ e2e:
 	$(CARGO) build --tests -p latchkey --features e2e
 	bash $(TESTENV_DIR)/up.sh
 	set -o pipefail; status=0; \
-	  $(CARGO) test -p latchkey --features e2e --test e2e_operator -- --test-threads=1 --nocapture 2>&1 \
+	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install -- --test-threads=1 --nocapture 2>&1 \
 	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
 	  bash $(TESTENV_DIR)/down.sh; \
 	  grep '^figure:' target/e2e.log || true; \
@@ -50,9 +50,19 @@ bench:
 clean:
 	$(CARGO) clean
 
-## generate: regenerate the CRD manifest from the types (CI fails when it drifts)
+## generate: regenerate the CRD manifest from the types, its copy in the chart, and
+## manifests/install.yaml from the chart (needs helm: `make testenv-build`). CI fails on drift.
 .PHONY: generate
 generate:
 	$(CARGO) run -q -p latchkey -- crd > manifests/crds/oauthclients.latchkey.dev.yaml.tmp \
 	  || { rm -f manifests/crds/oauthclients.latchkey.dev.yaml.tmp; exit 1; }
 	mv manifests/crds/oauthclients.latchkey.dev.yaml.tmp manifests/crds/oauthclients.latchkey.dev.yaml
+	cp manifests/crds/oauthclients.latchkey.dev.yaml charts/latchkey/crds/oauthclients.latchkey.dev.yaml
+	$(MAKE) --no-print-directory install-manifest
+
+## install-manifest: render manifests/install.yaml from charts/latchkey (helm template)
+.PHONY: install-manifest
+install-manifest:
+	bash manifests/render-install.sh > manifests/install.yaml.tmp \
+	  || { rm -f manifests/install.yaml.tmp; exit 1; }
+	mv manifests/install.yaml.tmp manifests/install.yaml

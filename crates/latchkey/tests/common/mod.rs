@@ -298,12 +298,22 @@ impl Conn {
     }
 
     pub fn try_open(addr: SocketAddr, ca: Option<PathBuf>) -> std::io::Result<Conn> {
+        Self::try_open_named(addr, ca, "localhost")
+    }
+
+    /// Like `try_open`, verifying the server's certificate for `server_name` (with `ca`).
+    pub fn try_open_named(
+        addr: SocketAddr,
+        ca: Option<PathBuf>,
+        server_name: &str,
+    ) -> std::io::Result<Conn> {
         let tcp = TcpStream::connect(addr)?;
         tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
         let stream = match ca {
             None => Stream::Plain(tcp),
             Some(ca) => {
-                let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let conn = rustls::ClientConnection::new(client_config(&ca), name).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
                 // Complete the handshake now so certificate errors surface here.
