@@ -779,7 +779,12 @@ fn the_chart_installs_and_its_service_account_runs_the_whole_flow() {
     let access = token.json()["access_token"].as_str().unwrap().to_owned();
     let (header, claims) = jwt_parts(&access);
     assert_eq!(header["alg"], "RS256");
-    assert_eq!(header["kid"], "gateway_certificate_alias");
+    // The chart's default: thumbprint kids, so keys rotate and APK follows them by JWKS.
+    assert_eq!(
+        header["kid"].as_str().unwrap().len(),
+        43,
+        "an RFC 7638 thumbprint kid"
+    );
     assert_eq!(claims["clientId"], creds["clientId"].as_str());
 
     // A client with its own Secret, scoped clients with claims, a disabled one.
