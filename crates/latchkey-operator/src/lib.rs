@@ -5,6 +5,7 @@
 //! status, generated credentials, signing keys and Events. The pure parts (`index`,
 //! `status`) are tested without any server.
 
+pub mod backoff;
 pub mod credentials;
 pub mod error;
 pub mod index;

@@ -134,7 +134,7 @@ where
         + 'static,
 {
     watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(crate::backoff::watch_backoff())
         .map(move |e| (scope.clone(), e))
         .boxed()
 }
@@ -266,7 +266,9 @@ async fn watch_keys(
 ) {
     let api: Api<Secret> = Api::namespaced(client, &cfg.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", cfg.keys_secret));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = watcher::watcher(api, config)
+        .backoff(crate::backoff::watch_backoff())
+        .boxed();
     let mut seen_in_relist = false;
     let apply = |secret: &Secret| {
         let loaded =
