@@ -32,7 +32,7 @@ e2e:
 	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install -- --test-threads=1 --nocapture 2>&1 \
 	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
 	  bash $(TESTENV_DIR)/down.sh; \
-	  grep '^figure:' target/e2e.log || true; \
+	  grep -o 'figure:.*' target/e2e.log || true; \
 	  exit $$status
 
 ## lint: formatting and clippy, warnings as errors
