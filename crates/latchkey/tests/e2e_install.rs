@@ -206,46 +206,10 @@ impl Drop for Release {
 }
 
 fn install_token_issuer_crd() {
-    let crd = root().join("crates/latchkey/tests/fixtures/apk-tokenissuer-crd.yaml");
-    kubectl_ok(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            crd.to_str().unwrap(),
-        ],
-        None,
+    apply_crd(
+        &root().join("crates/latchkey/tests/fixtures/apk-tokenissuer-crd.yaml"),
+        "tokenissuers.dp.wso2.com",
     );
-    kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/tokenissuers.dp.wso2.com",
-        ],
-        None,
-    );
-}
-
-fn secret_data(ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
-    let out = kubectl(&["get", "secret", name, "-n", ns, "-o", "json"], None);
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    Some(
-        v["data"]
-            .as_object()?
-            .iter()
-            .map(|(k, v)| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().unwrap())
-                    .unwrap();
-                (k.clone(), String::from_utf8(bytes).unwrap())
-            })
-            .collect(),
-    )
 }
 
 fn wait_secret(ns: &str, name: &str) -> BTreeMap<String, String> {

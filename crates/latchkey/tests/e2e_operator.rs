@@ -3,32 +3,10 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{cluster::*, *};
-
-fn secret_data(ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
-    let out = kubectl(&["get", "secret", name, "-n", ns, "-o", "json"], None);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let data = v["data"].as_object()?;
-    Some(
-        data.iter()
-            .map(|(k, v)| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().unwrap())
-                    .unwrap();
-                (k.clone(), String::from_utf8(bytes).unwrap())
-            })
-            .collect(),
-    )
-}
 
 fn oac_json(ns: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&kubectl_ok(

@@ -77,31 +77,59 @@ pub async fn client() -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// Apply a CRD file and wait until the API server serves it.
+pub fn apply_crd(path: &Path, name: &str) {
+    kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{name}"),
+        ],
+        None,
+    );
+}
+
 /// Install the OAuthClient CRD from `manifests/crds` once per test process.
 pub fn install_crd() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let crd = root().join("manifests/crds/oauthclients.latchkey.dev.yaml");
-        kubectl_ok(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                crd.to_str().unwrap(),
-            ],
-            None,
-        );
-        kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/oauthclients.latchkey.dev",
-            ],
-            None,
+        apply_crd(
+            &root().join("manifests/crds/oauthclients.latchkey.dev.yaml"),
+            "oauthclients.latchkey.dev",
         );
     });
+}
+
+/// A Secret's data, decoded, if the Secret exists.
+pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use base64::Engine as _;
+    let out = kubectl(&["get", "secret", name, "-n", ns, "-o", "json"], None);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = v["data"].as_object()?;
+    Some(
+        data.iter()
+            .map(|(k, v)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap())
+                    .unwrap();
+                (k.clone(), String::from_utf8(bytes).unwrap())
+            })
+            .collect(),
+    )
 }
 
 /// A namespace of one test, deleted when dropped.
