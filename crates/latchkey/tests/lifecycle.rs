@@ -122,15 +122,7 @@ fn an_invalid_clients_file_at_start_is_a_one_line_error() {
 fn a_restart_keeps_the_key_so_earlier_tokens_still_verify() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let token = server
-        .token(
-            &[("Authorization", SEED_AUTH), FORM],
-            "grant_type=client_credentials",
-        )
-        .json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = server.seed_token();
     let cert_before = std::fs::read(dir.path().join("tls.crt")).unwrap();
     let status = server.terminate();
     assert!(
@@ -281,15 +273,7 @@ fn standalone_rotation_keeps_every_key_and_state_across_restarts() {
     let first = jwks_kids(&server);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].len(), 43, "thumbprint kid");
-    let token = server
-        .token(
-            &[("Authorization", SEED_AUTH), FORM],
-            "grant_type=client_credentials",
-        )
-        .json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = server.seed_token();
 
     // `keys rotate`: a next key is published at once, signs two cache periods later.
     let out = keys_cli(dir.path(), &["rotate"]);
@@ -309,13 +293,8 @@ fn standalone_rotation_keeps_every_key_and_state_across_restarts() {
     );
     assert!(
         eventually(Duration::from_secs(10), || {
-            let t = server
-                .token(
-                    &[("Authorization", SEED_AUTH), FORM],
-                    "grant_type=client_credentials",
-                )
-                .json();
-            jwt_parts(t["access_token"].as_str().unwrap()).0["kid"] != first[0].as_str()
+            let t = server.seed_token();
+            jwt_parts(&t).0["kid"] != first[0].as_str()
         }),
         "the new key never signed"
     );
@@ -364,16 +343,8 @@ fn standalone_rotation_keeps_every_key_and_state_across_restarts() {
     );
     assert!(eventually(Duration::from_secs(5), || !jwks_kids(&server)
         .contains(&active)));
-    let t = server
-        .token(
-            &[("Authorization", SEED_AUTH), FORM],
-            "grant_type=client_credentials",
-        )
-        .json();
-    let kid = jwt_parts(t["access_token"].as_str().unwrap()).0["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t = server.seed_token();
+    let kid = jwt_parts(&t).0["kid"].as_str().unwrap().to_owned();
     assert_ne!(kid, active);
     assert!(
         !keys_cli(dir.path(), &["revoke", "no-such-kid"])

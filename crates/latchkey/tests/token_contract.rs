@@ -316,11 +316,7 @@ fn other_algorithms_sign_and_verify() {
     for alg in ["ES256", "EdDSA"] {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path(), &["--key-alg", alg]);
-        let res = server.token(
-            &[("Authorization", SEED_AUTH), FORM],
-            "grant_type=client_credentials",
-        );
-        let token = res.json()["access_token"].as_str().unwrap().to_owned();
+        let token = server.seed_token();
         assert_eq!(jwt_parts(&token).0["alg"], alg);
         let jwks = server
             .send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -38,13 +38,21 @@ pub fn kubeconfig() -> PathBuf {
 
 /// Run kubectl against the test control plane.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    kubectl_as(&kubeconfig(), args, stdin)
+}
+
+/// Run kubectl with another kubeconfig (e.g. a ServiceAccount's token).
+pub fn kubectl_as(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(root().join("target/testenv/bin/kubectl"));
-    cmd.arg("--kubeconfig").arg(kubeconfig()).args(args);
-    cmd.stdin(std::process::Stdio::piped())
+    let mut child = Command::new(root().join("target/testenv/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("kubectl");
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
     if let Some(input) = stdin {
         child
             .stdin

@@ -186,6 +186,16 @@ impl Server {
         self.send(&post_token(headers, body))
     }
 
+    /// The access token for APK's seed request (Basic, `client_credentials`); must succeed.
+    pub fn seed_token(&self) -> String {
+        let res = self.token(
+            &[("Authorization", SEED_AUTH), FORM],
+            "grant_type=client_credentials",
+        );
+        assert_eq!(res.status, 200, "{}", res.text());
+        res.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// GET on the admin listener.
     pub fn admin_get(&self, path: &str) -> Response {
         Conn::open(self.admin, None)
