@@ -53,7 +53,7 @@ fn describe(ev: &KeyEvent) -> (EventType, &'static str, String) {
         KeyEvent::Revoked { kid } => (
             EventType::Warning,
             "KeyRevoked",
-            format!("key {kid} revoked: its tokens no longer verify"),
+            latchkey_core::keyring::revocation_note(kid),
         ),
     }
 }

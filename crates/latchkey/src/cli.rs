@@ -158,6 +158,11 @@ pub struct KeyArgs {
     /// this much longer than the longest token it signed.
     #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
     pub clock_skew: Duration,
+    /// The longest any verifier keeps the JWKS, whatever its max-age says (APK's router: 2h):
+    /// a next key is published this long before it signs. Never less than two --jwks-max-age,
+    /// which is also the default.
+    #[arg(long, env = "LATCHKEY_VERIFIER_CACHE", value_parser = parse_duration)]
+    pub verifier_cache: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -168,11 +173,13 @@ pub enum KidStrategyArg {
 
 impl KeyArgs {
     /// The key policy these flags describe, with `default` strategy when none is given; the
-    /// JWKS cache period and token lifetime come from the serving flags.
+    /// JWKS max-age and token lifetime come from the serving flags. Two max-ages bound the
+    /// verifier cache from below: a cache between Latchkey and a verifier may double the age
+    /// of the set the verifier holds.
     pub fn policy(
         &self,
         default: KidStrategyArg,
-        cache_period: Duration,
+        jwks_max_age: Duration,
         token_lifetime: Duration,
     ) -> latchkey_core::keyring::RotationPolicy {
         use latchkey_core::keyring::{KidStrategy, RotationPolicy};
@@ -184,7 +191,10 @@ impl KeyArgs {
                 KidStrategyArg::Static => KidStrategy::Static(self.kid.clone()),
             },
             rotation_period: self.rotation_period,
-            cache_period,
+            verifier_cache: self
+                .verifier_cache
+                .unwrap_or_default()
+                .max(2 * jwks_max_age),
             clock_skew: self.clock_skew,
             max_token_lifetime: token_lifetime,
         }
@@ -219,7 +229,7 @@ pub struct KeysTarget {
     pub wait: Duration,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Standalone: the JWKS cache period the server uses (a new key waits two of them).
+    /// Standalone: the JWKS max-age the server uses (a new key waits at least two of them).
     #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
     pub jwks_max_age: Duration,
     /// Standalone: the server's token lifetime.
@@ -231,7 +241,8 @@ pub struct KeysTarget {
 pub enum KeysAction {
     /// List every key with its state and times.
     List(KeysTarget),
-    /// Start a rotation now: a next key is published and signs after two JWKS cache periods.
+    /// Start a rotation now: a next key is published and signs after the lead time
+    /// (--verifier-cache, at least two JWKS max-ages).
     Rotate(KeysTarget),
     /// Remove a compromised key at once and promote the next: its tokens stop verifying.
     Revoke {
@@ -350,6 +361,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_lead_time_is_the_verifier_cache_and_at_least_two_max_ages() {
+        let lead = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["latchkey", "standalone"], args].concat()).unwrap();
+            let Command::Standalone(a) = cli.command else {
+                panic!("standalone parses as Standalone")
+            };
+            let policy = a.keys.policy(
+                KidStrategyArg::Thumbprint,
+                a.serve.jwks_max_age,
+                a.serve.token_lifetime,
+            );
+            policy.lead_time().as_secs()
+        };
+        assert_eq!(lead(&[]), 600, "two 5 min max-ages, as before the flag");
+        assert_eq!(lead(&["--jwks-max-age", "1m"]), 120);
+        assert_eq!(lead(&["--verifier-cache", "2h10m"]), 7800);
+        assert_eq!(
+            lead(&["--verifier-cache", "1m"]),
+            600,
+            "never shorter than verifiers honouring max-age need"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::{Arc, atomic::AtomicBool};
 
 use latchkey_core::{
     Issuer, KeySet, Registry, TokenSettings,
-    keyring::{KeyEvent, KeyRing},
+    keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 use latchkey_operator::{Observer, OperatorConfig};
 use latchkey_server::Metrics;
@@ -16,15 +16,15 @@ use crate::{
     serving,
 };
 
-/// Operator events become metrics.
-struct MetricsObserver(Arc<Metrics>);
+/// Operator events become metrics (the policy says when a next key signs).
+struct MetricsObserver(Arc<Metrics>, RotationPolicy);
 
 impl Observer for MetricsObserver {
     fn registry_swapped(&self, registry: &Registry) {
         self.0.observe_registry(registry);
     }
-    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>) {
-        self.0.observe_key_ring(ring, next_rotation);
+    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, _next_rotation: Option<u64>) {
+        self.0.observe_key_ring(ring, &self.1);
     }
     fn key_events(&self, events: &[KeyEvent]) {
         self.0.observe_key_events(events);
@@ -109,7 +109,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let (app, admin) =
         serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let observer = Arc::new(MetricsObserver(metrics));
+    let observer = Arc::new(MetricsObserver(metrics, cfg.key_policy.clone()));
     let operator = latchkey_operator::run(client, cfg, issuer, observer, ready, shutdown_rx);
     let operator = async move {
         operator

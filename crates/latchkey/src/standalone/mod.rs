@@ -55,7 +55,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
-    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
+    metrics.observe_key_ring(&ring, &policy);
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
         default_lifetime: args.serve.token_lifetime,
@@ -127,7 +127,7 @@ async fn advance_keys(
                     tracing::info!(event = ?ev, "signing keys");
                 }
                 if ring != serving {
-                    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
+                    metrics.observe_key_ring(&ring, &policy);
                     issuer.replace_keys(set);
                     serving = ring;
                     metrics.observe_reload("keys", true);
