@@ -298,6 +298,24 @@ impl KeyRing {
         Some(next.ready_at(policy).max(due_at))
     }
 
+    /// Keys of `earlier` that this ring no longer has although `advance` did not remove them
+    /// (`events` of the pass that made it): revoked by another writer, such as
+    /// `latchkey keys revoke` on a standalone state directory.
+    pub fn revoked_since(&self, earlier: &KeyRing, events: &[KeyEvent]) -> Vec<String> {
+        earlier
+            .keys
+            .iter()
+            .map(|k| &k.kid)
+            .filter(|kid| self.keys.iter().all(|k| &k.kid != *kid))
+            .filter(|kid| {
+                !events
+                    .iter()
+                    .any(|e| matches!(e, KeyEvent::Removed { kid: r } if r == *kid))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Ask for a rotation now: a next key is made at once and signs after its lead time.
     pub fn request_rotation(
         &mut self,
@@ -772,6 +790,27 @@ mod tests {
         let mut st = p.clone();
         st.kid = KidStrategy::Static("k".into());
         assert_eq!(r.next_activation_at(&st), None);
+    }
+
+    #[test]
+    fn a_key_gone_without_a_removal_was_revoked_elsewhere() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.request_rotation(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0 + LEAD)).unwrap();
+        let earlier = r.clone();
+        let retired = earlier.keys[0].kid.clone();
+        // Removed on schedule: not a revocation.
+        let mut later = earlier.clone();
+        let ev = later.advance(&p, at(T0 + LEAD + LIFETIME + SKEW)).unwrap();
+        assert!(later.revoked_since(&earlier, &ev).is_empty());
+        // Revoked by another writer: the events of this pass do not name it.
+        let mut later = earlier.clone();
+        let active = later.active().unwrap().kid.clone();
+        later.revoke(&active, &p, at(T0 + LEAD + 1)).unwrap();
+        assert_eq!(later.revoked_since(&earlier, &[]), [active]);
+        assert!(later.keys.iter().any(|k| k.kid == retired));
     }
 
     #[test]

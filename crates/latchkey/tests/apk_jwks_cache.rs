@@ -193,4 +193,71 @@ fn an_apk_like_router_accepts_every_token_across_rotations_only_with_the_verifie
     );
 }
 
+/// A revoke replaces the active key at once: a router holding an older copy rejects the new
+/// key's tokens until it refetches (a restarted one accepts them), and both `keys revoke` and
+/// the standalone server warn about it.
+#[test]
+fn a_revoke_warns_that_caching_verifiers_reject_the_replacement_until_they_refetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--kid-strategy",
+        "thumbprint",
+        "--key-alg",
+        "ES256",
+        "--jwks-max-age",
+        "1s",
+    ];
+    let server = Server::start(dir.path(), &flags);
+    let mut router = ApkRouter::new(ROUTER_CACHE);
+    let first = server.seed_token();
+    assert!(router.accepts(&server, &first));
+    let old = jwt_parts(&first).0["kid"].as_str().unwrap().to_owned();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["keys", "revoke", &old])
+        .args(flags)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: key {old} revoked"))
+            && stderr.contains("APK's router keeps the JWKS for up to 2h")
+            && stderr.contains("restart its router pods"),
+        "{stderr}"
+    );
+
+    let mut token = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            token = server.seed_token();
+            jwt_parts(&token).0["kid"] != old.as_str()
+        }),
+        "the replacement never signed"
+    );
+    assert!(
+        !router.accepts(&server, &token),
+        "a router holding the older copy cannot know the replacement"
+    );
+    assert!(
+        ApkRouter::new(ROUTER_CACHE).accepts(&server, &token),
+        "a restarted router fetches the replacement"
+    );
+    assert!(
+        server.wait_for_log("signing key revoked", Duration::from_secs(5)),
+        "{:?}",
+        server.logs()
+    );
+    let line = server
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("signing key revoked"))
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["kid"], old.as_str(), "{line}");
+}
+
 const NEXT_ACTIVATION: &str = "latchkey_signing_key_next_activation_timestamp_seconds";

@@ -127,6 +127,10 @@ async fn advance_keys(
                     tracing::info!(event = ?ev, "signing keys");
                 }
                 if ring != serving {
+                    for kid in ring.revoked_since(&serving, &events) {
+                        let note = latchkey_core::keyring::revocation_note(&kid);
+                        tracing::warn!(kid = %kid, note = %note, "signing key revoked");
+                    }
                     metrics.observe_key_ring(&ring, &policy);
                     issuer.replace_keys(set);
                     serving = ring;
