@@ -531,7 +531,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        // Next key published two cache periods before the active one is due.
+        // Next key published a lead time before the active one is due.
         let ev = r.advance(&p, at(T0 + PERIOD - LEAD)).unwrap();
         assert!(
             matches!(

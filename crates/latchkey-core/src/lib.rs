@@ -40,7 +40,4 @@ pub mod apk {
     pub const DEFAULT_CLIENT_ID: &str = "45f1c5c8-a92e-11ed-afa1-0242ac120002";
     /// APK's default non-production client secret (public knowledge: testing only).
     pub const DEFAULT_CLIENT_SECRET: &str = "4fbd62ec-a92e-11ed-afa1-0242ac120002";
-    /// How long APK's router (Envoy `jwt_authn`, set in APK's adapter) keeps a fetched JWKS,
-    /// whatever its `Cache-Control`; it never refetches on an unknown `kid`.
-    pub const ROUTER_JWKS_CACHE_SECS: u64 = 2 * 3600;
 }
