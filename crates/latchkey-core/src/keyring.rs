@@ -114,8 +114,9 @@ pub struct KeyRecord {
     /// Unix seconds: stopped signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<u64>,
-    /// Unix seconds: the earliest a next key may sign (made plus the lead time in force then).
-    /// Stored so that readers with other flags (`latchkey keys list`) see the server's lead.
+    /// Unix seconds: the earliest a next key may sign (made plus the longest lead time in
+    /// force since). Stored so that readers with other flags (`latchkey keys list`) see the
+    /// writer's lead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signs_from: Option<u64>,
     /// The longest token lifetime in force while this key signed, in seconds: how long it
@@ -144,11 +145,11 @@ impl std::fmt::Debug for KeyRecord {
 }
 
 impl KeyRecord {
-    /// Unix seconds from which this key, published as next, may sign: its stored time, never
-    /// less than the current lead time after it was made (a lead raised since still counts).
+    /// Unix seconds from which this key, published as next, may sign: its stored time, or
+    /// for a key stored without one, made plus the lead time of `policy`.
     pub fn ready_at(&self, policy: &RotationPolicy) -> u64 {
-        let lead = self.created_at + policy.lead_time().as_secs();
-        self.signs_from.map_or(lead, |t| t.max(lead))
+        self.signs_from
+            .unwrap_or(self.created_at + policy.lead_time().as_secs())
     }
 
     /// Unix seconds after which a retired key is no longer published.
@@ -279,14 +280,18 @@ impl KeyRing {
         Some(active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs())
     }
 
-    /// When the next key starts signing (Unix seconds), if one is published: when the active
-    /// key is due (or at once for a requested rotation or a new algorithm), but never before
-    /// the next key has been published for the lead time.
+    /// When the next key starts signing (Unix seconds), if one is published. The time stored
+    /// with it is the writer's (a next key is made a lead time before the active one is due, or
+    /// at once when a rotation is asked for), so a reader with other flags sees the same; for
+    /// a key stored without one, when the active key is due under `policy`, but never before
+    /// the key has been published for the lead time.
     pub fn next_activation_at(&self, policy: &RotationPolicy) -> Option<u64> {
-        let next = self.next()?;
-        if !policy.rotates() || next.alg != policy.alg {
-            // `advance` drops it: it never signs.
+        if !policy.rotates() {
             return None;
+        }
+        let next = self.next()?;
+        if let Some(t) = next.signs_from {
+            return Some(t);
         }
         let active = self.active()?;
         let due_now = self.rotation_requested_at.is_some() || active.alg != policy.alg;
@@ -412,6 +417,16 @@ impl KeyRing {
             return Ok(events);
         }
 
+        // A lead raised since the next key was published counts (a shorter one does not
+        // shorten it); stored, so every reader sees when it signs.
+        if let Some(i) = self.index_of(KeyState::Next) {
+            let k = &mut self.keys[i];
+            let ready = k.created_at + policy.lead_time().as_secs();
+            if k.signs_from.is_none_or(|t| t < ready) {
+                k.signs_from = Some(ready);
+            }
+        }
+
         let Some(ai) = self.index_of(KeyState::Active) else {
             return Ok(events);
         };
@@ -419,7 +434,8 @@ impl KeyRing {
         let due_at =
             active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs();
         let due = now >= due_at || active.alg != policy.alg || self.rotation_requested_at.is_some();
-        // Publish the next key early enough that it can sign when the active one is due.
+        // Publish the next key early enough that it can sign when the active one is due: made
+        // a lead time before then, its stored time is the due time.
         let prepare = due || now + policy.lead_time().as_secs() >= due_at;
         if prepare && self.index_of(KeyState::Next).is_none() {
             let k = new_record(policy, KeyState::Next, now)?;
@@ -758,13 +774,15 @@ mod tests {
         let short = policy();
         assert_eq!(r.next_activation_at(&short), Some(T0 + lead));
         assert!(r.advance(&short, at(T0 + LEAD)).unwrap().is_empty());
-        // A lead raised after the key was made counts too.
+        // A lead raised after the key was made counts too, and is stored for every reader.
         let mut r = KeyRing::bootstrap(&short, at(T0)).unwrap();
         r.request_rotation(&short, at(T0)).unwrap();
         r.advance(&short, at(T0)).unwrap();
         assert_eq!(r.next_activation_at(&short), Some(T0 + LEAD));
-        assert_eq!(r.next_activation_at(&long), Some(T0 + lead));
+        assert_eq!(r.next_activation_at(&long), Some(T0 + LEAD), "as stored");
         assert!(r.advance(&long, at(T0 + LEAD)).unwrap().is_empty());
+        assert_eq!(r.next_activation_at(&short), Some(T0 + lead));
+        assert!(r.advance(&short, at(T0 + LEAD + 1)).unwrap().is_empty());
         // Rings stored before the field existed read as made plus the lead.
         let mut old = r.clone();
         old.keys.iter_mut().for_each(|k| k.signs_from = None);
@@ -782,10 +800,16 @@ mod tests {
         assert!(r.next().is_none());
         r.advance(&p, at(T0 + PERIOD - LEAD)).unwrap();
         assert_eq!(r.next_activation_at(&p), Some(T0 + PERIOD));
-        // A next key of an algorithm no longer asked for never signs.
-        let mut es = p.clone();
-        es.alg = SigningAlgorithm::ES256;
-        assert_eq!(r.next_activation_at(&es), None);
+        // A reader with other flags (another algorithm, period or lead) sees the stored time.
+        let mut other = p.clone();
+        other.alg = SigningAlgorithm::ES256;
+        other.rotation_period = Duration::from_secs(PERIOD * 2);
+        other.verifier_cache = Duration::from_secs(5);
+        assert_eq!(r.next_activation_at(&other), Some(T0 + PERIOD));
+        // Stored without a time (an older ring): computed from the reader's policy.
+        let mut old = r.clone();
+        old.keys.iter_mut().for_each(|k| k.signs_from = None);
+        assert_eq!(old.next_activation_at(&p), Some(T0 + PERIOD));
         // Static kids never rotate.
         let mut st = p.clone();
         st.kid = KidStrategy::Static("k".into());
