@@ -219,7 +219,7 @@ mod tests {
             rsa_bits: 2048,
             kid: KidStrategy::Thumbprint,
             rotation_period: Duration::from_secs(3600),
-            cache_period: Duration::from_secs(60),
+            verifier_cache: Duration::from_secs(120),
             clock_skew: Duration::from_secs(5),
             max_token_lifetime: Duration::from_secs(600),
         }

@@ -47,6 +47,7 @@ impl<S: KeyHome> KeyDriver<S> {
     pub async fn turn(&self, writer: bool, serving: Option<&KeyRing>) -> Option<KeyRing> {
         let policy = self.policy_now();
         let mut ring = None;
+        let mut events = Vec::new();
         if writer {
             let now = std::time::SystemTime::now();
             match key_driver::pass(&self.store, &policy, KeyRequests::default(), now).await {
@@ -55,6 +56,7 @@ impl<S: KeyHome> KeyDriver<S> {
                         self.observer.key_events(&pass.events);
                         self.store.report(&pass).await;
                     }
+                    events = pass.events;
                     ring = Some(pass.ring);
                 }
                 Err(DriverError::Store(StoreError::Conflict)) => {
@@ -83,8 +85,26 @@ impl<S: KeyHome> KeyDriver<S> {
         match ring.key_set() {
             Ok(set) => {
                 tracing::info!(active = %set.active().kid(), published = set.published().len(), "signing keys loaded");
-                self.observer
-                    .keys_swapped(&set, &ring, ring.next_rotation_at(&policy));
+                if let Some(earlier) = serving {
+                    // Revoked elsewhere (`latchkey keys revoke`, another leader): say what it
+                    // means. A retired key whose time was up went the routine way.
+                    let now = latchkey_core::token::unix_seconds(std::time::SystemTime::now());
+                    let due = |kid: &String| {
+                        earlier.keys.iter().any(|k| {
+                            &k.kid == kid
+                                && k.remove_at(policy.clock_skew).is_some_and(|t| t <= now)
+                        })
+                    };
+                    for kid in ring
+                        .revoked_since(earlier, &events)
+                        .into_iter()
+                        .filter(|k| !due(k))
+                    {
+                        let note = latchkey_core::keyring::revocation_note(&kid);
+                        tracing::warn!(kid = %kid, note = %note, "signing key revoked");
+                    }
+                }
+                self.observer.keys_swapped(&set, &ring, &policy);
                 self.issuer.replace_keys(set);
                 Some(ring)
             }

@@ -338,7 +338,7 @@ pub fn describe(ev: &KeyEvent) -> (EventType, &'static str, String) {
         KeyEvent::Revoked { kid } => (
             EventType::Warning,
             "KeyRevoked",
-            format!("key {kid} revoked: its tokens no longer verify"),
+            latchkey_core::keyring::revocation_note(kid),
         ),
     }
 }
@@ -391,7 +391,7 @@ mod tests {
             rsa_bits: 2048,
             kid: KidStrategy::Thumbprint,
             rotation_period: Duration::from_secs(3600),
-            cache_period: Duration::from_secs(60),
+            verifier_cache: Duration::from_secs(120),
             clock_skew: Duration::from_secs(5),
             max_token_lifetime: Duration::from_secs(600),
         }

@@ -3,13 +3,14 @@
 
 use latchkey_core::{
     KeySet, Registry,
-    keyring::{KeyEvent, KeyRing},
+    keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 
 pub trait Observer: Send + Sync + 'static {
     fn registry_swapped(&self, registry: &Registry);
-    /// A new key set is serving; `next_rotation` in Unix seconds when rotation is on.
-    fn keys_swapped(&self, keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>);
+    /// A new key set is serving, under `policy` (which says when the next rotation is due and
+    /// when a next key signs).
+    fn keys_swapped(&self, keys: &KeySet, ring: &KeyRing, policy: &RotationPolicy);
     /// The keys were changed (by this process).
     fn key_events(&self, events: &[KeyEvent]);
     /// A key pass failed; the keys in use keep serving.

@@ -181,6 +181,11 @@ pub struct KeyArgs {
     /// this much longer than the longest token it signed.
     #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
     pub clock_skew: Duration,
+    /// The longest any verifier keeps the JWKS, whatever its max-age says (APK's router: 2h):
+    /// a next key is published this long before it signs. Never less than two --jwks-max-age,
+    /// which is also the default.
+    #[arg(long, env = "LATCHKEY_VERIFIER_CACHE", value_parser = parse_duration)]
+    pub verifier_cache: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,7 +196,9 @@ pub enum KidStrategyArg {
 
 impl KeyArgs {
     /// The key policy these flags describe, with `default` strategy when none is given; the
-    /// JWKS cache period and token lifetime come from the timing flags.
+    /// JWKS max-age and token lifetime come from the timing flags. Two max-ages bound the
+    /// verifier cache from below: a cache between Latchkey and a verifier may double the age
+    /// of the set the verifier holds.
     pub fn policy(
         &self,
         default: KidStrategyArg,
@@ -206,7 +213,10 @@ impl KeyArgs {
                 KidStrategyArg::Static => KidStrategy::Static(self.kid.clone()),
             },
             rotation_period: self.rotation_period,
-            cache_period: timing.jwks_max_age,
+            verifier_cache: self
+                .verifier_cache
+                .unwrap_or_default()
+                .max(2 * timing.jwks_max_age),
             clock_skew: self.clock_skew,
             max_token_lifetime: timing.token_lifetime,
         }
@@ -245,7 +255,8 @@ pub struct KeysTarget {
 pub enum KeysAction {
     /// List every key with its state and times.
     List(KeysTarget),
-    /// Start a rotation now: a next key is published and signs after two JWKS cache periods.
+    /// Start a rotation now: a next key is published and signs after the lead time
+    /// (--verifier-cache, at least two JWKS max-ages).
     Rotate(KeysTarget),
     /// Remove a compromised key at once and promote the next: its tokens stop verifying.
     Revoke {
@@ -377,6 +388,26 @@ mod tests {
         assert_eq!(
             k.action.target().keys_secret.keys_secret,
             r.keys_secret.keys_secret
+        );
+    }
+
+    #[test]
+    fn the_lead_time_is_the_verifier_cache_and_at_least_two_max_ages() {
+        let lead = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["latchkey", "standalone"], args].concat()).unwrap();
+            let Command::Standalone(a) = cli.command else {
+                panic!("standalone parses as Standalone")
+            };
+            let policy = a.keys.policy(KidStrategyArg::Thumbprint, &a.serve.timing);
+            policy.lead_time().as_secs()
+        };
+        assert_eq!(lead(&[]), 600, "two 5 min max-ages, as before the flag");
+        assert_eq!(lead(&["--jwks-max-age", "1m"]), 120);
+        assert_eq!(lead(&["--verifier-cache", "2h10m"]), 7800);
+        assert_eq!(
+            lead(&["--verifier-cache", "1m"]),
+            600,
+            "never shorter than verifiers honouring max-age need"
         );
     }
 

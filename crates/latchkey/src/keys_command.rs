@@ -30,6 +30,12 @@ fn time(secs: Option<u64>) -> String {
     )
 }
 
+/// A revocation cuts verifiers that cache the key set off the new key: say so where the
+/// person who asked for it reads (this command has no log).
+fn warn_revoked(kid: &str) {
+    eprintln!("warning: {}", latchkey_core::keyring::revocation_note(kid));
+}
+
 /// The ring as a table.
 pub fn table(ring: &KeyRing, policy: &RotationPolicy) -> String {
     let mut out = format!(
@@ -51,6 +57,16 @@ pub fn table(ring: &KeyRing, policy: &RotationPolicy) -> String {
     match ring.next_rotation_at(policy) {
         Some(t) => out.push_str(&format!("next rotation due: {}\n", time(Some(t)))),
         None => out.push_str("automatic rotation: off (static kid)\n"),
+    }
+    // The lead time, as the ring was written: verifiers must hold the next key by then.
+    if let (Some(next), Some(t)) = (ring.next(), ring.next_activation_at(policy)) {
+        let lead = Duration::from_secs(t.saturating_sub(next.created_at));
+        out.push_str(&format!(
+            "next key {} signs from: {} ({} after it was published)\n",
+            next.kid,
+            time(Some(t)),
+            humantime::format_duration(lead)
+        ));
     }
     if ring.rotation_requested_at.is_some() {
         out.push_str("a rotation is in progress\n");
@@ -99,6 +115,9 @@ async fn standalone_keys(
     let pass = key_driver::pass(&store, &policy, asked, SystemTime::now()).await?;
     if let Some(refused) = pass.refused.first() {
         return Err(Error::Keys(refused.clone()));
+    }
+    if let KeysAction::Revoke { revoke_kid, .. } = action {
+        warn_revoked(revoke_kid);
     }
     print!("{}", table(&pass.ring, &policy));
     Ok(())
@@ -183,6 +202,9 @@ async fn cluster_keys(action: &KeysAction, args: &KeysTarget) -> Result<(), Erro
                     "the leader did not revoke {kid:?}; see its log and Events"
                 )));
             }
+            if let KeysAction::Revoke { revoke_kid, .. } = action {
+                warn_revoked(revoke_kid);
+            }
             print!("{}", table(&ring, &policy));
             return Ok(());
         }
@@ -192,5 +214,40 @@ async fn cluster_keys(action: &KeysAction, args: &KeysTarget) -> Result<(), Erro
                 args.wait.as_secs()
             )));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_core::{
+        SigningAlgorithm,
+        keyring::{KidStrategy, RotationPolicy},
+    };
+
+    #[test]
+    fn the_table_shows_when_the_next_key_signs_and_its_lead() {
+        let policy = RotationPolicy {
+            alg: SigningAlgorithm::EdDSA,
+            rsa_bits: 2048,
+            kid: KidStrategy::Thumbprint,
+            rotation_period: Duration::from_secs(30 * 24 * 3600),
+            verifier_cache: Duration::from_secs(2 * 3600 + 600),
+            clock_skew: Duration::from_secs(60),
+            max_token_lifetime: Duration::from_secs(3600),
+        };
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut ring = KeyRing::bootstrap(&policy, t0).unwrap();
+        assert!(!table(&ring, &policy).contains("signs from"));
+        ring.request_rotation(&policy, t0).unwrap();
+        ring.advance(&policy, t0).unwrap();
+        let next = ring.next().unwrap().kid.clone();
+        let out = table(&ring, &policy);
+        assert!(
+            out.contains(&format!(
+                "next key {next} signs from: 2027-01-15T10:10:00Z (2h 10m after it was published)"
+            )),
+            "{out}"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use latchkey_core::{
     KeySet, Registry,
-    keyring::{KeyEvent, KeyRing},
+    keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 use latchkey_operator::Observer;
 use latchkey_server::Metrics;
@@ -17,8 +17,8 @@ impl Observer for MetricsObserver {
     fn registry_swapped(&self, registry: &Registry) {
         self.0.observe_registry(registry);
     }
-    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>) {
-        self.0.observe_key_ring(ring, next_rotation);
+    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, policy: &RotationPolicy) {
+        self.0.observe_key_ring(ring, policy);
         self.0.observe_reload("keys", true);
     }
     fn key_events(&self, events: &[KeyEvent]) {

@@ -993,10 +993,12 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The lead is the server's (two 1 s max-ages), stored with the key, although this command
+    // runs with the default flags (a 10 min lead).
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("next"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains("next") && stdout.contains("(2s after it was published)"),
+        "{stdout}"
     );
     assert!(eventually(Duration::from_secs(15), || {
         keys_ring(&ns.0)["keys"]
@@ -1008,6 +1010,11 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
     let out = cli(&["revoke", &first]);
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("APK's router keeps the JWKS"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -1025,9 +1032,14 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
         events.contains("KeyRevoked") && events.contains("KeyActivated"),
         "no key Events"
     );
+    assert!(
+        events.contains("restart its router pods"),
+        "the KeyRevoked Event says what to do beside APK: {events}"
+    );
     let metrics = server.admin_get("/metrics").text();
     assert!(
-        metrics.contains("latchkey_key_revocations_total 1"),
+        metrics.contains("latchkey_key_revocations_total 1")
+            && metrics.contains("latchkey_signing_key_next_activation_timestamp_seconds"),
         "{metrics}"
     );
 }

@@ -81,7 +81,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let first =
         key_driver::pass(&store, &policy, KeyRequests::default(), SystemTime::now()).await?;
     let keys = first.ring.key_set()?;
-    metrics.observe_key_ring(&first.ring, first.ring.next_rotation_at(&policy));
+    metrics.observe_key_ring(&first.ring, &policy);
 
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let ready = Arc::new(AtomicBool::new(true));
