@@ -296,3 +296,35 @@ async fn a_missing_secret_is_created() {
     assert!(matches!(pass.events[0], KeyEvent::Created { .. }));
     api.expect_silence().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_that_changes_the_keys_reports_them_on_the_secret() {
+    // Made long ago by the wall clock: a rotation is due.
+    let ring = ring_at(t0());
+    let (store, mut api, _seen) = store(present(&ring, &[], "5"));
+    let driver = driver(store);
+    let (served, ()) = tokio::join!(driver.turn(true, None), async {
+        let put = api.next().await;
+        assert_eq!(put.method, Method::PUT);
+        let next = ring_in(&put.body).next().expect("a next key").kid.clone();
+        stored(put, StatusCode::OK, "6");
+
+        let event = api.next().await;
+        assert_eq!(event.method, Method::POST);
+        assert_eq!(
+            event.path,
+            "/apis/events.k8s.io/v1/namespaces/latchkey/events"
+        );
+        assert_eq!(event.body["type"], "Normal");
+        assert_eq!(event.body["reason"], "KeyCreated");
+        assert_eq!(event.body["regarding"]["kind"], "Secret");
+        assert_eq!(event.body["regarding"]["name"], NAME);
+        assert!(event.body["note"].as_str().unwrap().contains(&next));
+        let body = event.body.clone();
+        event.respond(StatusCode::CREATED, &body);
+    });
+    let served = served.expect("keys are served");
+    assert!(served.next().is_some());
+    assert_eq!(served.active().unwrap().kid, ring.active().unwrap().kid);
+    api.expect_silence().await;
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use http::{Method, StatusCode};
 use latchkey_api::{
-    OAuthClient,
+    OAuthClient, OAuthClientStatus,
     resolve::{ClientState, CredentialsToCreate, MANAGED_BY_LABEL, ObjKey, Outcome},
 };
 use latchkey_operator::{client_watch::Changes, credentials::CLIENT_LABEL, writer::Writer};
@@ -193,6 +193,81 @@ async fn credentials_are_created_first_and_no_pending_status_is_written() {
     w.changes.send(registered(None)).unwrap();
     let status = answer_status_apply(w.api.next().await);
     assert_eq!(condition(&status, "Ready")["status"], "True");
+    w.api.expect_silence().await;
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_for_a_deleted_client_is_no_error() {
+    let (client, mut api) = support::pair();
+    let writer = Writer::new(client, "latchkey-0", TOKEN_URL);
+    let gw = key();
+    let status = OAuthClientStatus {
+        client_id: Some("gw-id".into()),
+        ..OAuthClientStatus::default()
+    };
+    let (gone, ()) = tokio::join!(writer.write_status(&gw, &status), async {
+        let call = api.next().await;
+        assert_eq!(call.method, Method::PATCH);
+        assert_eq!(call.path, STATUS_PATH);
+        assert_eq!(call.body["status"], json!({"clientId": "gw-id"}));
+        call.fail(StatusCode::NOT_FOUND, "NotFound");
+    });
+    assert!(!gone.unwrap(), "Ok(false): the object is gone");
+
+    let (failed, ()) = tokio::join!(writer.write_status(&gw, &status), async {
+        api.next().await.fail(StatusCode::CONFLICT, "Conflict");
+    });
+    assert!(failed.is_err(), "any other failure is reported");
+}
+
+#[tokio::test(start_paused = true)]
+async fn recreated_credentials_raise_a_warning_event() {
+    let mut w = start();
+    w.changes
+        .send(Changes {
+            outcomes: vec![(
+                key(),
+                Some(outcome(
+                    client(None),
+                    ClientState::CredentialsPending {
+                        secret: "gw-credentials".into(),
+                    },
+                )),
+            )],
+            to_create: vec![CredentialsToCreate {
+                owner: key(),
+                secret_name: "gw-credentials".into(),
+                client_id: "gw-id".into(),
+                recreate: true,
+            }],
+        })
+        .unwrap();
+    let call = w.api.next().await;
+    assert_eq!(call.method, Method::POST);
+    assert_eq!(call.path, "/api/v1/namespaces/apps/secrets");
+    let body = call.body.clone();
+    let secret = STANDARD
+        .decode(body["data"]["clientSecret"].as_str().unwrap())
+        .unwrap();
+    let secret = String::from_utf8(secret).unwrap();
+    call.respond(StatusCode::CREATED, &body);
+
+    let event = w.api.next().await;
+    assert_eq!(event.method, Method::POST);
+    assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/apps/events");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "CredentialsRecreated");
+    assert_eq!(event.body["regarding"]["kind"], "OAuthClient");
+    assert_eq!(event.body["regarding"]["name"], "gw");
+    let note = event.body["note"].as_str().unwrap().to_owned();
+    assert!(note.contains("gw-credentials"), "{note}");
+    assert!(
+        !event.body.to_string().contains(&secret),
+        "the secret value stays out of the Event"
+    );
+    let body = event.body.clone();
+    event.respond(StatusCode::CREATED, &body);
     w.api.expect_silence().await;
     w.stop().await;
 }
