@@ -176,15 +176,25 @@ impl SecretKeyStore {
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let stream = watcher::watcher(api.clone(), config).backoff(crate::backoff::watch_backoff());
         let task = follow(stream, tx, observer);
+        (SecretKeyStore::new(api, name, kid, reporter, rx), task)
+    }
+
+    /// A store over a Secret whose state someone else follows (the watch above, or a test).
+    pub fn new(
+        api: Api<Secret>,
+        name: &str,
+        kid: KidStrategy,
+        reporter: Reporter,
+        seen: watch::Receiver<Seen>,
+    ) -> SecretKeyStore {
         let recorder = Recorder::new(api.clone().into(), reporter);
-        let store = SecretKeyStore {
+        SecretKeyStore {
             api,
             name: name.to_owned(),
             kid,
-            seen: rx,
+            seen,
             recorder,
-        };
-        (store, task)
+        }
     }
 
     fn namespace(&self) -> String {
