@@ -1,6 +1,6 @@
 //! Signing keys over their life, `next` → `active` → `retired` → gone, with the time passed in.
 //!
-//! Rules (DESIGN.md): a key is published at least the longest verifier cache before it signs,
+//! Rules: a key is published at least the longest verifier cache before it signs,
 //! so every verifier holds it before it sees a token signed with it, whether it honours the
 //! JWKS `max-age` or keeps its own period (APK's router: 2 h, no refetch on an unknown kid);
 //! a retired key stays published for the longest token lifetime it may have signed plus the
