@@ -36,8 +36,14 @@ fn credentials(i: usize, secret: &str) -> Secret {
     s.metadata.labels = Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
     s.data = Some(
         [
-            ("clientId".to_string(), ByteString(format!("id-{i}").into_bytes())),
-            ("clientSecret".to_string(), ByteString(secret.as_bytes().to_vec())),
+            (
+                "clientId".to_string(),
+                ByteString(format!("id-{i}").into_bytes()),
+            ),
+            (
+                "clientSecret".to_string(),
+                ByteString(secret.as_bytes().to_vec()),
+            ),
         ]
         .into(),
     );

@@ -519,7 +519,7 @@ impl ClientIndex {
         };
         let client = entry.client.clone();
         let rank = entry.rank.clone();
-        let (secret_key, value_key) = credentials_ref(&client);
+        let secret_key = credentials_ref(&client).0;
         let claimed = {
             let from_secret = match self.lookup(&secret_key) {
                 Lookup::Found(e) => e.client_id.clone(),
@@ -534,14 +534,11 @@ impl ClientIndex {
             .and_then(|id| self.claims.get(id))
             .and_then(|set| set.first())
             .map(|r| r.1.clone());
-        let (outcome, record, create) = decide(
-            &client,
-            &key,
-            self.lookup(&secret_key),
-            claimed,
+        let claim = Claim {
+            id: claimed,
             holder,
-            value_key,
-        );
+        };
+        let (outcome, record, create) = decide(&client, &key, self.lookup(&secret_key), claim);
         match record {
             Some(record) => self.register(&key, record),
             None => self.unregister(&key),
@@ -550,16 +547,24 @@ impl ClientIndex {
     }
 }
 
-/// The outcome for one client whose claim is settled: `holder` is who holds the id it claims.
+/// A client's claim on a client id, settled: the id it claims and who holds that id.
+struct Claim {
+    id: Option<String>,
+    holder: Option<ObjKey>,
+}
+
+/// The outcome for one client whose claim is settled.
 fn decide(
     client: &Arc<OAuthClient>,
     key: &ObjKey,
     lookup: Lookup<'_>,
-    claimed: Option<String>,
-    holder: Option<ObjKey>,
-    value_key: String,
+    claim: Claim,
 ) -> (Outcome, Option<ClientRecord>, Option<CredentialsToCreate>) {
-    let secret_name = credentials_ref(client).0.1;
+    let Claim {
+        id: claimed,
+        holder,
+    } = claim;
+    let ((_, secret_name), value_key) = credentials_ref(client);
     let outcome = |client_id: Option<String>, state| Outcome {
         client: client.clone(),
         client_id,

@@ -123,16 +123,23 @@ async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
+/// A certificate chain file and its key file.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Reload the store whenever the files change, until `shutdown` fires. A bad pair is logged
 /// and the previous certificate keeps serving.
 pub async fn watch_files(
     store: Arc<CertStore>,
-    cert: PathBuf,
-    key: PathBuf,
+    files: TlsFiles,
     every: Duration,
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let TlsFiles { cert, key } = files;
     let (c, k) = (cert.clone(), key.clone());
     let mut seen = off_runtime(move || fingerprint(&c, &k)).await.flatten();
     let mut tick = tokio::time::interval(every);

@@ -52,7 +52,7 @@ pub enum Error {
     #[error(transparent)]
     Server(#[from] latchkey_server::ServerError),
     #[error("{0}")]
-    Clients(#[from] crate::standalone::client_files::LoadError),
+    Clients(#[from] crate::load_error::LoadError),
 }
 
 impl Error {

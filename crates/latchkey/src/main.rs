@@ -7,6 +7,7 @@ mod crd;
 mod error;
 mod files;
 mod keys_command;
+mod load_error;
 mod logging;
 mod observe;
 mod self_signed;

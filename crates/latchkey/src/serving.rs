@@ -84,10 +84,13 @@ fn tls(
     let store = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let store = CertStore::new(tls::load_files(cert, key)?);
+            let files = tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
             tokio::spawn(tls::watch_files(
                 store.clone(),
-                cert.clone(),
-                key.clone(),
+                files,
                 reload_every,
                 metrics.clone(),
                 shutdown.clone(),

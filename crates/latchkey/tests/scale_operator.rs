@@ -46,7 +46,10 @@ fn peak_rss_mib(pid: u32) -> f64 {
 fn api_writes() -> (f64, f64, f64) {
     let text = kubectl_ok(&["get", "--raw", "/metrics"], None);
     let (mut secrets, mut statuses, mut events) = (0.0, 0.0, 0.0);
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
         let has = |kv: &str| line.contains(kv);
         let value: f64 = line
             .rsplit(' ')
@@ -93,7 +96,8 @@ fn ten_thousand_clients() {
     // server more than Latchkey does).
     let ready_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
     let watcher_task = {
-        let api: kube::Api<latchkey_api::OAuthClient> = kube::Api::namespaced(client.clone(), &ns.0);
+        let api: kube::Api<latchkey_api::OAuthClient> =
+            kube::Api::namespaced(client.clone(), &ns.0);
         let ready_at = ready_at.clone();
         rt.spawn(async move {
             let mut ready: HashMap<String, bool> = HashMap::new();
@@ -125,7 +129,8 @@ fn ten_thousand_clients() {
 
     let start = Instant::now();
     rt.block_on(async {
-        let api: kube::Api<latchkey_api::OAuthClient> = kube::Api::namespaced(client.clone(), &ns.0);
+        let api: kube::Api<latchkey_api::OAuthClient> =
+            kube::Api::namespaced(client.clone(), &ns.0);
         futures::stream::iter(0..n)
             .for_each_concurrent(48, |i| {
                 let api = api.clone();
@@ -150,7 +155,9 @@ fn ten_thousand_clients() {
         "only {:?} of {n} clients registered",
         server.metric("latchkey_clients_loaded")
     );
-    let all_ready = eventually(Duration::from_secs(900), || ready_at.lock().unwrap().is_some());
+    let all_ready = eventually(Duration::from_secs(900), || {
+        ready_at.lock().unwrap().is_some()
+    });
     assert!(all_ready, "not every client became Ready");
     let ready = ready_at
         .lock()
@@ -165,7 +172,16 @@ fn ten_thousand_clients() {
 
     // Every client issues a token with its generated credentials (a sample of 500, spread).
     let secrets: serde_json::Value = serde_json::from_str(&kubectl_ok(
-        &["get", "secrets", "-n", &ns.0, "-l", "latchkey.dev/oauthclient", "-o", "json"],
+        &[
+            "get",
+            "secrets",
+            "-n",
+            &ns.0,
+            "-l",
+            "latchkey.dev/oauthclient",
+            "-o",
+            "json",
+        ],
         None,
     ))
     .unwrap();
