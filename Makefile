@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit e2e lint fmt bench clean
+.PHONY: all build run test unit e2e interop lint fmt bench clean
 
 include tests/testenv/testenv.mk
 
@@ -17,8 +17,13 @@ build:
 run:
 	$(CARGO) run --release -p latchkey -- standalone $(RUN_ARGS)
 
-## test: the whole suite — unit, whole-process and end-to-end tests
-test: unit e2e
+## test: the whole suite — unit, whole-process, interop and end-to-end tests
+test: unit interop e2e
+
+## interop: OAuth and JWT libraries of Python, Node, Go and Java against the real binary
+## over TLS (tests/interop/run.sh; downloads cached under target/interop)
+interop:
+	bash tests/interop/run.sh
 
 ## unit: pure-logic and whole-process tests (no cluster)
 unit:
