@@ -20,13 +20,15 @@ pub fn issuer_path(issuer: &str) -> &str {
 }
 
 /// Where the metadata is served: RFC 8414 §3.1 inserts the well-known suffix between the host
-/// and the issuer's path, so discovery from the issuer identifier finds it; the root path is
-/// kept for clients that look there. The advertised one comes first.
+/// and the issuer's path, so discovery from the issuer identifier finds it. Also at the root,
+/// and after the issuer's path (OpenID Connect Discovery's placement, which some OAuth
+/// libraries use for RFC 8414 too, e.g. Nimbus' `AuthorizationServerMetadata.resolve`).
 pub fn metadata_paths(issuer: &str) -> Vec<String> {
     let path = issuer_path(issuer);
     let mut paths = vec![format!("{METADATA_WELL_KNOWN}{path}")];
     if !path.is_empty() {
         paths.push(METADATA_WELL_KNOWN.to_owned());
+        paths.push(format!("{path}{METADATA_WELL_KNOWN}"));
     }
     paths
 }
@@ -49,7 +51,8 @@ mod tests {
             metadata_paths("https://idp.am.wso2.com/token"),
             [
                 "/.well-known/oauth-authorization-server/token",
-                "/.well-known/oauth-authorization-server"
+                "/.well-known/oauth-authorization-server",
+                "/token/.well-known/oauth-authorization-server"
             ]
         );
         assert_eq!(
