@@ -266,6 +266,7 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
     for path in [
         "/.well-known/oauth-authorization-server/token",
         "/.well-known/oauth-authorization-server",
+        "/token/.well-known/oauth-authorization-server",
     ] {
         let res = server
             .send(format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes());
