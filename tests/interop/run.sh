@@ -155,8 +155,9 @@ passed = sum(v == "PASS" for r in rows.values() for v in r.values())
 skipped = sum(v == "SKIP" for r in rows.values() for v in r.values())
 failed = sum(v not in ("PASS", "SKIP") for r in rows.values() for v in r.values())
 for line in open(sys.argv[1]):
-    if " SKIP " in line:
-        print("SKIP", line.split(" ", 1)[1].strip())
+    _, lib, case, verdict, *detail = line.rstrip("\n").split(" ", 4)
+    if verdict == "SKIP":
+        print("SKIP", f"{lib} {case}:", *detail)
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed or not passed else 0)
 PY
