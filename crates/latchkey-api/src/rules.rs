@@ -11,7 +11,7 @@
 //! `MAX_DEFAULT_SCOPES * MAX_SCOPES * MAX_SCOPE_LEN`; kube-apiserver 1.37 takes the bounds
 //! below at about half its per-rule budget, and refuses 256 default scopes (2.1x over).
 
-/// A client id: RFC 6749 Appendix A `VSCHAR` (`%x20-7E`), so ':' , spaces and URL-shaped ids
+/// A client id: RFC 6749 Appendix A `VSCHAR` (`%x20-7E`), so ':', spaces and URL-shaped ids
 /// too (HTTP Basic form-encodes them, RFC 6749 §2.3.1).
 pub const CLIENT_ID_PATTERN: &str = "^[ -~]+$";
 /// Longest client id, in characters (ASCII, so also bytes).

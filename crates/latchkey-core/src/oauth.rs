@@ -45,6 +45,8 @@ impl ErrorCode {
     }
 
     /// HTTP status: 401 for a failed client authentication, 500 for our own fault, else 400.
+    /// The transport answers `invalid_client` with 400 instead when the client did not try the
+    /// `Authorization` header (a 401 must carry a challenge for the scheme it tried).
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidClient => 401,
