@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, header};
 use latchkey_core::Issuer;
 
 use crate::{
@@ -84,20 +84,23 @@ impl App {
         let path = req.uri().path();
         if path == TOKEN_PATH {
             let policy = Policy::Origins(&self.config.cors_origins);
-            let headers = req.headers().clone();
+            // Only the Origin header outlives the request, and only when CORS is configured.
+            let origin = (!self.config.cors_origins.is_empty())
+                .then(|| req.headers().get(header::ORIGIN).cloned())
+                .flatten();
             let mut res = match *req.method() {
                 Method::POST => token_endpoint::handle(self, req).await,
                 Method::OPTIONS => {
                     return cors::options(
                         policy,
-                        &headers,
+                        req.headers(),
                         TOKEN_ALLOW,
                         "Authorization, Content-Type",
                     );
                 }
                 _ => response::method_not_allowed(TOKEN_ALLOW),
             };
-            cors::decorate(policy, &headers, &mut res);
+            cors::decorate(policy, origin.as_ref(), &mut res);
             return res;
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
@@ -119,7 +122,7 @@ impl App {
             }
             _ => response::method_not_allowed(READ_ALLOW),
         };
-        cors::decorate(Policy::Public, req.headers(), &mut res);
+        cors::decorate(Policy::Public, None, &mut res);
         res
     }
 }

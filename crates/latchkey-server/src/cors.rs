@@ -19,12 +19,12 @@ pub enum Policy<'a> {
 }
 
 impl Policy<'_> {
-    /// The `Access-Control-Allow-Origin` value for this request, if it may be read.
-    fn allow_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if it may read.
+    fn allow_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
         match self {
             Policy::Public => Some(HeaderValue::from_static("*")),
             Policy::Origins(allowed) => {
-                let origin = headers.get(header::ORIGIN)?;
+                let origin = origin?;
                 let origin_str = origin.to_str().ok()?;
                 allowed
                     .iter()
@@ -35,8 +35,9 @@ impl Policy<'_> {
     }
 }
 
-/// Add the CORS headers of an actual (non-preflight) response.
-pub fn decorate(policy: Policy<'_>, req: &HeaderMap, res: &mut Response<Body>) {
+/// Add the CORS headers of an actual (non-preflight) response to a request from `origin`
+/// (its `Origin` header).
+pub fn decorate(policy: Policy<'_>, origin: Option<&HeaderValue>, res: &mut Response<Body>) {
     let h = res.headers_mut();
     if let Policy::Origins(allowed) = policy {
         if allowed.is_empty() {
@@ -45,7 +46,7 @@ pub fn decorate(policy: Policy<'_>, req: &HeaderMap, res: &mut Response<Body>) {
         // The answer depends on Origin: caches must keep one per origin.
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
-    if let Some(origin) = policy.allow_origin(req) {
+    if let Some(origin) = policy.allow_origin(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -64,7 +65,7 @@ pub fn options(
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::NO_CONTENT;
     let is_preflight = req.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let origin = policy.allow_origin(req);
+    let origin = policy.allow_origin(req.get(header::ORIGIN));
     let h = res.headers_mut();
     h.insert(header::ALLOW, HeaderValue::from_static(allow));
     if let Policy::Origins(allowed) = policy
@@ -128,7 +129,7 @@ mod tests {
     fn public_documents_are_readable_from_any_origin() {
         let req = headers(&[("origin", "https://spa.example")]);
         let mut res = Response::new(Body::default());
-        decorate(Policy::Public, &req, &mut res);
+        decorate(Policy::Public, req.get(header::ORIGIN), &mut res);
         assert_eq!(
             get(&res, "access-control-allow-origin").as_deref(),
             Some("*")
@@ -170,7 +171,11 @@ mod tests {
             );
             assert_eq!(get(&res, "vary").as_deref(), Some("Origin"));
             let mut res = Response::new(Body::default());
-            decorate(policy, &headers(&[("origin", origin)]), &mut res);
+            decorate(
+                policy,
+                headers(&[("origin", origin)]).get(header::ORIGIN),
+                &mut res,
+            );
             assert_eq!(
                 get(&res, "access-control-allow-origin").as_deref(),
                 granted.then_some(origin),
@@ -180,7 +185,7 @@ mod tests {
         let mut res = Response::new(Body::default());
         decorate(
             Policy::Origins(&[]),
-            &headers(&[("origin", "https://app.example")]),
+            Some(&HeaderValue::from_static("https://app.example")),
             &mut res,
         );
         assert!(res.headers().is_empty());
