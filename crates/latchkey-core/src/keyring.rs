@@ -68,6 +68,15 @@ impl RotationPolicy {
         self.kid == KidStrategy::Thumbprint
     }
 
+    /// This policy, with retired keys kept for at least `longest` (the longest lifetime of a
+    /// token issued now: the server default or any client's, whichever is longer).
+    pub fn covering(&self, longest: Duration) -> RotationPolicy {
+        RotationPolicy {
+            max_token_lifetime: self.max_token_lifetime.max(longest),
+            ..self.clone()
+        }
+    }
+
     /// How long a new key is published before it may sign.
     fn lead_time(&self) -> u64 {
         2 * self.cache_period.as_secs()
@@ -157,13 +166,19 @@ pub struct KeyRing {
     pub rotation_requested_at: Option<u64>,
 }
 
+/// The key id of `material` under `strategy`: its RFC 7638 thumbprint, or the static id. The
+/// one rule for every key Latchkey names, made here or imported.
+pub fn kid_for(material: &KeyMaterial, strategy: &KidStrategy) -> Result<String, CoreError> {
+    match strategy {
+        KidStrategy::Static(kid) => Ok(kid.clone()),
+        KidStrategy::Thumbprint => SigningKey::new("thumbprint", material)?.thumbprint(),
+    }
+}
+
 /// Make a key record of the policy's kind.
 fn new_record(policy: &RotationPolicy, state: KeyState, now: u64) -> Result<KeyRecord, CoreError> {
     let material = KeyMaterial::generate(policy.alg, policy.rsa_bits)?;
-    let kid = match &policy.kid {
-        KidStrategy::Static(kid) => kid.clone(),
-        KidStrategy::Thumbprint => SigningKey::new("thumbprint", &material)?.thumbprint()?,
-    };
+    let kid = kid_for(&material, &policy.kid)?;
     // A static key may sign for years; a rotating one for its period plus its retirement.
     let validity = match policy.kid {
         KidStrategy::Static(_) => Duration::from_secs(10 * 365 * 24 * 3600),
@@ -653,6 +668,26 @@ mod tests {
         let mut r = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
         r.keys[0].state = KeyState::Next;
         assert!(r.key_set().is_err());
+    }
+
+    #[test]
+    fn covering_only_ever_lengthens_the_lifetime() {
+        let p = policy();
+        assert_eq!(p.covering(Duration::ZERO), p);
+        let longer = p.covering(Duration::from_secs(LIFETIME * 3));
+        assert_eq!(longer.max_token_lifetime, Duration::from_secs(LIFETIME * 3));
+        assert_eq!(longer.rotation_period, p.rotation_period);
+    }
+
+    #[test]
+    fn kids_follow_the_strategy() {
+        let m = KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap();
+        let thumb = kid_for(&m, &KidStrategy::Thumbprint).unwrap();
+        assert_eq!(
+            thumb,
+            SigningKey::new("x", &m).unwrap().thumbprint().unwrap()
+        );
+        assert_eq!(kid_for(&m, &KidStrategy::Static("k".into())).unwrap(), "k");
     }
 
     #[test]

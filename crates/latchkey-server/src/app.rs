@@ -140,7 +140,7 @@ mod tests {
     fn client(id: &str, secret: &str) -> ClientSpec {
         ClientSpec {
             client_id: id.into(),
-            secret: secret.as_bytes().to_vec(),
+            secret: latchkey_core::SecretDigest::of_secret(secret.as_bytes()).unwrap(),
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec!["apk:*".into()],
             default_scopes: vec!["default".into()],

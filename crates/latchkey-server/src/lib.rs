@@ -11,6 +11,7 @@ pub mod conditional;
 pub mod cors;
 pub mod discovery;
 pub mod error;
+pub mod file_read;
 pub mod form;
 pub mod metrics;
 pub mod response;

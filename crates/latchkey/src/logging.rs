@@ -6,7 +6,7 @@ use crate::{cli::LogFormat, error::Error};
 
 pub fn init(format: LogFormat, filter: &str) -> Result<(), Error> {
     let filter = EnvFilter::try_new(filter)
-        .map_err(|e| Error::Config(format!("--log-level {filter:?}: {e}")))?;
+        .map_err(|e| Error::Usage(format!("--log-level {filter:?}: {e}")))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = fmt()
         .with_env_filter(filter)
@@ -20,5 +20,5 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), Error> {
             .with_current_span(false)
             .try_init(),
     };
-    result.map_err(|e| Error::Config(format!("logging: {e}")))
+    result.map_err(|e| Error::Logging(e.to_string()))
 }

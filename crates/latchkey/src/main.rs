@@ -6,8 +6,9 @@ mod cluster;
 mod crd;
 mod error;
 mod files;
-mod keys_cmd;
+mod keys_command;
 mod logging;
+mod observe;
 mod self_signed;
 mod serving;
 mod standalone;
@@ -29,7 +30,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
-        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_cmd::run(args))),
+        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_command::run(args))),
         Command::Run(args) => logging::init(args.serve.log_format, &args.serve.log_level)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.
@@ -49,5 +50,5 @@ fn runtime() -> Result<tokio::runtime::Runtime, error::Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| error::Error::Config(format!("cannot start the async runtime: {e}")))
+        .map_err(error::Error::Runtime)
 }

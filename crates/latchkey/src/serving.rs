@@ -30,7 +30,7 @@ pub fn unix_now() -> f64 {
 pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Error> {
     let max = latchkey_core::client::MAX_TOKEN_LIFETIME;
     if settings.default_lifetime.is_zero() || settings.default_lifetime > max {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--token-lifetime must be between 1s and {}s",
             max.as_secs()
         )));
@@ -54,7 +54,7 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
     AppConfig {
         public_url: args.public_url.clone(),
         scheme: if args.plaintext { "http" } else { "https" },
-        jwks_max_age: args.jwks_max_age,
+        jwks_max_age: args.timing.jwks_max_age,
         cors_origins: args.cors_origins.clone(),
         ..AppConfig::default()
     }

@@ -931,9 +931,11 @@ fn keys_rotate_under_load_without_a_single_verification_failure() {
             kube::Api::namespaced(client().await, &ns.0);
         let old = api.get("latchkey-signing-keys").await.unwrap();
         let old_rv = old.metadata.resource_version.clone().unwrap();
-        let old_ring =
-            latchkey_operator::keys::read(&old, &latchkey_core::keyring::KidStrategy::Thumbprint)
-                .unwrap();
+        let old_ring = latchkey_operator::key_secret::read(
+            &old,
+            &latchkey_core::keyring::KidStrategy::Thumbprint,
+        )
+        .unwrap();
         let mut newer_rv = old_rv.clone();
         for _ in 0..50 {
             newer_rv = api
@@ -949,7 +951,7 @@ fn keys_rotate_under_load_without_a_single_verification_failure() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_ne!(newer_rv, old_rv, "the leader never wrote again");
-        let err = latchkey_operator::keys::replace(
+        let err = latchkey_operator::key_secret::replace(
             &api,
             "latchkey-signing-keys",
             &old_ring,

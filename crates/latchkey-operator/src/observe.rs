@@ -1,0 +1,20 @@
+//! Hooks for metrics: the operator reports what happens; how it is exported is the binary's
+//! business (the operator crate stays free of Prometheus).
+
+use latchkey_core::{
+    KeySet, Registry,
+    keyring::{KeyEvent, KeyRing},
+};
+
+pub trait Observer: Send + Sync + 'static {
+    fn registry_swapped(&self, registry: &Registry);
+    /// A new key set is serving; `next_rotation` in Unix seconds when rotation is on.
+    fn keys_swapped(&self, keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>);
+    /// The keys were changed (by this process).
+    fn key_events(&self, events: &[KeyEvent]);
+    /// A key pass failed; the keys in use keep serving.
+    fn key_pass_failed(&self) {}
+    /// The API server answered (a watch event or a Lease call).
+    fn api_contact(&self);
+    fn leading(&self, leading: bool);
+}
