@@ -11,7 +11,7 @@ use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest}
 use crate::{
     App, basic_auth,
     form::{self, TokenForm},
-    response::{self, Body},
+    response::{self, Attempt, Body},
 };
 
 /// How the client authenticated, for the log.
@@ -47,19 +47,19 @@ impl Failure {
         }
     }
 
-    fn response(&self) -> Response<Body> {
+    fn response(&self, attempt: Attempt) -> Response<Body> {
         match self {
-            Failure::OAuth(e) => response::oauth_error(e),
+            Failure::OAuth(e) => response::oauth_error(e, attempt),
             Failure::TooLarge(max) => {
                 let e =
                     OAuthError::invalid_request(format!("the request body exceeds {max} bytes"));
-                let mut res = response::oauth_error(&e);
+                let mut res = response::oauth_error(&e, attempt);
                 *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                 res
             }
             Failure::Timeout => {
                 let e = OAuthError::invalid_request("the request body was not received in time");
-                let mut res = response::oauth_error(&e);
+                let mut res = response::oauth_error(&e, attempt);
                 *res.status_mut() = StatusCode::REQUEST_TIMEOUT;
                 res
             }
@@ -86,6 +86,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
+    let attempt = if req.headers().contains_key(header::AUTHORIZATION) {
+        Attempt::Header
+    } else {
+        Attempt::NoHeader
+    };
     let mut seen = Seen {
         client_id: None,
         grant_type: None,
@@ -98,7 +103,7 @@ where
         .observe_token_request(seen.grant_type.as_deref(), code, elapsed);
     let res = match result {
         Ok(token) => success(&token),
-        Err(failure) => failure.response(),
+        Err(failure) => failure.response(attempt),
     };
     tracing::info!(
         target: "latchkey::access",
@@ -256,24 +261,20 @@ fn success(token: &IssuedToken) -> Response<Body> {
     };
     match serde_json::to_vec(&body) {
         Ok(json) => response::no_store(response::json(StatusCode::OK, json)),
-        Err(_) => response::oauth_error(&OAuthError::new(
-            ErrorCode::ServerError,
-            "response encoding failed",
-        )),
+        Err(_) => response::oauth_error(
+            &OAuthError::new(ErrorCode::ServerError, "response encoding failed"),
+            Attempt::NoHeader,
+        ),
     }
 }
 
-/// A client id fit for a log line: printable ASCII and bounded, else a placeholder (a caller
-/// controls this value).
+/// A client id fit for a log line: a valid client id (printable ASCII, spaces and ':'
+/// included, bounded), else a placeholder (a caller controls this value; the log's encoder
+/// quotes it).
 fn loggable(id: Option<&str>) -> &str {
     match id {
         None => "-",
-        Some(id)
-            if id.len() <= latchkey_core::client::MAX_CLIENT_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            id
-        }
+        Some(id) if latchkey_core::client::is_client_id(id) => id,
         Some(_) => "<unprintable>",
     }
 }
@@ -283,5 +284,22 @@ fn grant_label(grant: Option<&str>) -> &'static str {
     match grant {
         None => "-",
         Some(g) => GrantType::parse(g).map_or("other", GrantType::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loggable_client_ids_are_the_valid_ones() {
+        assert_eq!(loggable(None), "-");
+        for ok in ["a b", "a:b", "https://app.example.com/client.json"] {
+            assert_eq!(loggable(Some(ok)), ok);
+        }
+        let long = "a".repeat(257);
+        for bad in ["a\nb", "caf\u{e9}", "\x1b[31m", "", long.as_str()] {
+            assert_eq!(loggable(Some(bad)), "<unprintable>");
+        }
     }
 }

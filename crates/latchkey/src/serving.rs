@@ -55,6 +55,7 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
         public_url: args.public_url.clone(),
         scheme: if args.plaintext { "http" } else { "https" },
         jwks_max_age: args.timing.jwks_max_age,
+        cors_origins: args.cors_origins.clone(),
         ..AppConfig::default()
     }
 }
