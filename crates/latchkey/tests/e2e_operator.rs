@@ -5,7 +5,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::{cluster::*, *};
 
 fn oac_json(ns: &str, name: &str) -> serde_json::Value {
@@ -573,19 +572,6 @@ fn an_api_server_outage_keeps_tokens_flowing_and_changes_arrive_after() {
     wait_status(&server, &id, &secret, 401);
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn two_thousand_clients_all_ready_and_issuing() {
     install_crd();
@@ -632,38 +618,12 @@ fn two_thousand_clients_all_ready_and_issuing() {
     let to_ready = start.elapsed();
     assert!(all_ready, "only {ready} of {N} became Ready");
     // Every one issues a token with its generated credentials.
-    let secrets: serde_json::Value = serde_json::from_str(&kubectl_ok(
-        &[
-            "get",
-            "secrets",
-            "-n",
-            &ns.0,
-            "-l",
-            "latchkey.dev/oauthclient",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap();
-    let items = secrets["items"].as_array().unwrap();
-    assert_eq!(items.len(), N);
-    let decode = |v: &serde_json::Value| {
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let credentials = generated_credentials(&ns.0);
+    assert_eq!(credentials.len(), N);
     let mut conn = server.connect();
-    for item in items {
-        let (id, secret) = (
-            decode(&item["data"]["clientId"]),
-            decode(&item["data"]["clientSecret"]),
-        );
+    for (id, secret) in &credentials {
         let res = conn.send(&post_token(
-            &[("Authorization", &basic(&id, &secret)), FORM],
+            &[("Authorization", &basic(id, secret)), FORM],
             "grant_type=client_credentials",
         ));
         assert_eq!(res.status, 200, "{id}");

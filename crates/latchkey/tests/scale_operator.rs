@@ -27,20 +27,6 @@ fn scale() -> usize {
         .unwrap_or(10_000)
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib / 1024.0
-}
-
 /// The API server's request counters for what Latchkey writes: (Secret creates, status patches,
 /// Event writes).
 fn api_writes() -> (f64, f64, f64) {
@@ -168,42 +154,15 @@ fn ten_thousand_clients() {
     // Let the last writes land before counting them.
     std::thread::sleep(Duration::from_secs(2));
     let after = api_writes();
-    let rss = peak_rss_mib(server.pid());
+    let rss = peak_rss_kib(server.pid()) as f64 / 1024.0;
 
     // Every client issues a token with its generated credentials (a sample of 500, spread).
-    let secrets: serde_json::Value = serde_json::from_str(&kubectl_ok(
-        &[
-            "get",
-            "secrets",
-            "-n",
-            &ns.0,
-            "-l",
-            "latchkey.dev/oauthclient",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap();
-    let items = secrets["items"].as_array().unwrap();
-    assert_eq!(items.len(), n);
-    let decode = |v: &serde_json::Value| {
-        use base64::Engine as _;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let credentials = generated_credentials(&ns.0);
+    assert_eq!(credentials.len(), n);
     let mut conn = server.connect();
-    for item in items.iter().step_by((n / 500).max(1)) {
-        let (id, secret) = (
-            decode(&item["data"]["clientId"]),
-            decode(&item["data"]["clientSecret"]),
-        );
+    for (id, secret) in credentials.iter().step_by((n / 500).max(1)) {
         let res = conn.send(&post_token(
-            &[("Authorization", &basic(&id, &secret)), FORM],
+            &[("Authorization", &basic(id, secret)), FORM],
             "grant_type=client_credentials",
         ));
         assert_eq!(res.status, 200, "{id}");

@@ -5,7 +5,6 @@
 
 use std::{
     fs::File,
-    io::Read,
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -17,6 +16,7 @@ use latchkey_core::{
     store::{DocumentStore, StoreError, Version, Versioned},
 };
 use latchkey_operator::key_driver::KeyHome;
+use latchkey_server::file_read::read_bounded;
 
 use crate::files;
 
@@ -37,37 +37,6 @@ pub struct KeyFile {
 
 fn unavailable(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{}: {e}", path.display()))
-}
-
-/// The bytes of a regular file, at most `max`; `None` when it does not exist. A FIFO, device
-/// or directory is refused rather than read (a read could block forever or never end).
-pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if meta.len() > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
-    }
-    Ok(Some(bytes))
 }
 
 /// The version of a file's content: a digest of its bytes (an absent file has its own).

@@ -140,6 +140,58 @@ pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<St
     )
 }
 
+/// Every generated credential in `ns`: `(clientId, clientSecret)` of each Secret Latchkey made.
+pub fn generated_credentials(ns: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let secrets: serde_json::Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "get",
+            "secrets",
+            "-n",
+            ns,
+            "-l",
+            "latchkey.dev/oauthclient",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let decode = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                decode(&item["data"]["clientId"]),
+                decode(&item["data"]["clientSecret"]),
+            )
+        })
+        .collect()
+}
+
+/// The peak resident memory of a process (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// A namespace of one test, deleted when dropped.
 pub struct Namespace(pub String);
 
