@@ -9,6 +9,7 @@ use latchkey_core::Issuer;
 use crate::{
     Metrics, discovery,
     response::{self, Body},
+    throttle::{Throttle, ThrottleConfig},
     token_endpoint,
 };
 
@@ -36,6 +37,8 @@ pub struct AppConfig {
     pub body_timeout: Duration,
     /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
     pub jwks_max_age: Duration,
+    /// Guess throttling at the token endpoint.
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for AppConfig {
@@ -46,6 +49,7 @@ impl Default for AppConfig {
             max_body_bytes: 16 * 1024,
             body_timeout: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(300),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct App {
     pub issuer: Arc<Issuer>,
     pub metrics: Arc<Metrics>,
     pub config: AppConfig,
+    /// Failed-authentication budgets of this replica.
+    pub throttle: Throttle,
 }
 
 impl App {
@@ -63,6 +69,7 @@ impl App {
         App {
             issuer,
             metrics,
+            throttle: Throttle::new(config.throttle.clone()),
             config,
         }
     }

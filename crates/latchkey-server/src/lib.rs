@@ -13,6 +13,8 @@ pub mod form;
 pub mod metrics;
 pub mod response;
 pub mod serve;
+pub mod sources;
+pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;
 
