@@ -83,8 +83,8 @@ impl LogGuard {
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(
-                dropped,
-                "log lines were dropped while the log reader was slow"
+                dropped_total = dropped,
+                "log lines dropped during this run because the log reader was slow"
             );
         }
         // Wait for room rather than drop the stop message: a reader that came back drains the
