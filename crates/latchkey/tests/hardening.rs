@@ -763,3 +763,39 @@ fn guessing_is_throttled_per_source_while_the_client_keeps_its_tokens() {
     );
     assert!(metrics.contains("latchkey_auth_throttled_total{by=\"source\"}"));
 }
+
+#[test]
+fn a_tls_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--header-timeout", "1s", "--idle-timeout", "60s"],
+    );
+    // Handshake done, then nothing: closed after the header timeout, not the idle timeout.
+    let config = common::client_config(&dir.path().join("tls.crt"));
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    let mut conn = rustls::StreamOwned::new(tls, tcp);
+    while conn.conn.is_handshaking() {
+        conn.conn.complete_io(&mut conn.sock).unwrap();
+    }
+    let started = Instant::now();
+    conn.sock
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let closed = common::eventually(Duration::from_secs(10), || match conn.read(&mut [0u8; 1]) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    });
+    assert!(closed, "still open after {:?}", started.elapsed());
+    println!(
+        "figure: TLS connection without a request closed after {:?}",
+        started.elapsed()
+    );
+    // A client that asks in time is served as before.
+    server.seed_token();
+}
