@@ -141,28 +141,28 @@ fn writer_loop(rx: Receiver<Msg>, mut out: impl Write, dropped: Arc<AtomicU64>, 
     let mut reported = 0;
     loop {
         let Ok(mut msg) = rx.recv() else { return };
-        // Write what is queued, then flush once.
-        loop {
+        // Write what is queued, then report drops and flush once.
+        let stop = loop {
             match msg {
                 Msg::Line(line) => {
                     let _ = out.write_all(&line);
                 }
-                Msg::Stop => {
-                    let _ = out.flush();
-                    return;
-                }
+                Msg::Stop => break true,
             }
             match rx.try_recv() {
                 Ok(m) => msg = m,
-                Err(_) => break,
+                Err(_) => break false,
             }
-        }
+        };
         let now = dropped.load(Ordering::Relaxed);
         if now > reported {
             let _ = out.write_all(dropped_line(format, now - reported).as_bytes());
             reported = now;
         }
         let _ = out.flush();
+        if stop {
+            return;
+        }
     }
 }
 
