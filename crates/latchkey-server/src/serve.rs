@@ -68,8 +68,9 @@ pub struct Limits {
     pub max_pending_requests: usize,
     /// HTTP/2 streams one connection may have open.
     pub max_concurrent_streams: u32,
-    /// HTTP/2 streams all connections together may have open: each connection reserves its
-    /// streams from this budget when it starts (fewer when little is left, at least one), so
+    /// HTTP/2 streams all connections together may have open: each connection that may speak
+    /// HTTP/2 (h2 by ALPN, or plain HTTP) reserves its streams from this budget when it starts
+    /// (fewer when little is left, at least one; HTTP/1.1 over TLS takes one), so
     /// the memory streams hold (a few KiB each until the peer ends them) has a bound however
     /// many connections there are.
     pub max_open_streams: usize,
@@ -88,7 +89,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_pending_requests: 4096,
             max_concurrent_streams: 32,
-            max_open_streams: 16_384,
+            max_open_streams: 8192,
         }
     }
 }
@@ -427,12 +428,17 @@ async fn accepted<H: Handler>(
         activity: activity.clone(),
     };
     match tls {
-        None => connection(stream, peer, activity, &shared, shutdown).await,
+        // Plain HTTP may be HTTP/2 with prior knowledge: it reserves streams.
+        None => connection(stream, peer, activity, &shared, shutdown, true).await,
         Some(acceptor) => {
             match tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream))
                 .await
             {
-                Ok(Ok(s)) => connection(s, peer, activity, &shared, shutdown).await,
+                Ok(Ok(s)) => {
+                    // Over TLS, only a connection that chose h2 by ALPN reserves streams.
+                    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    connection(s, peer, activity, &shared, shutdown, h2).await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -480,6 +486,7 @@ async fn connection<I, H>(
     activity: Arc<Activity>,
     shared: &Arc<Shared<H>>,
     mut shutdown: watch::Receiver<bool>,
+    h2_likely: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
@@ -514,11 +521,15 @@ async fn connection<I, H>(
         }
     });
     // This connection's share of the stream budget, held until it ends.
-    let want = shared
-        .streams
-        .available_permits()
-        .min(limits.max_concurrent_streams as usize)
-        .max(1);
+    let want = if h2_likely {
+        shared
+            .streams
+            .available_permits()
+            .min(limits.max_concurrent_streams as usize)
+            .max(1)
+    } else {
+        1
+    };
     let reserved = shared
         .streams
         .clone()

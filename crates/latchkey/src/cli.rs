@@ -140,7 +140,7 @@ pub struct ServeArgs {
     pub max_streams_per_connection: u32,
     /// HTTP/2 streams all connections together may have open; a connection that starts when
     /// little is left gets fewer (at least one). Bounds the memory streams hold.
-    #[arg(long, env = "LATCHKEY_MAX_OPEN_STREAMS", default_value_t = 16384)]
+    #[arg(long, env = "LATCHKEY_MAX_OPEN_STREAMS", default_value_t = 8192)]
     pub max_open_streams: usize,
     /// Failed client authentications a source may make at once before it is slowed down.
     #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 20)]
