@@ -58,6 +58,20 @@ fuzz:
 bench:
 	tests/bench/bench.sh
 
+## bench-operator: the operator at scale on the test control plane (10,000 OAuthClients;
+## SCALE_CLIENTS=N for another count) and one change at 10,000 clients in process
+.PHONY: bench-operator
+bench-operator:
+	$(CARGO) bench -p latchkey-api --bench one_change
+	$(CARGO) build --release --tests -p latchkey --features e2e
+	bash $(TESTENV_DIR)/up.sh
+	set -o pipefail; status=0; \
+	  $(CARGO) test --release -p latchkey --features e2e --test scale_operator -- --ignored --nocapture 2>&1 \
+	    | grep -v '^{"timestamp"' | tee target/bench-operator.log || status=$$?; \
+	  bash $(TESTENV_DIR)/down.sh; \
+	  grep -o 'figure:.*' target/bench-operator.log || true; \
+	  exit $$status
+
 clean:
 	$(CARGO) clean
 

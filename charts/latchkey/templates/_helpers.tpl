@@ -134,3 +134,13 @@ the Secret and the TokenIssuer's inline trust show the same certificate in one r
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* --verifier-cache in seconds (0: leave the flag out, two jwksMaxAge). With apk.enabled, at
+least APK's router JWKS cache plus margin: it never refetches before then. */}}
+{{- define "latchkey.verifierCacheSeconds" -}}
+{{- $seconds := int (.Values.signingKeys.verifierCacheSeconds | default 0) }}
+{{- if .Values.apk.enabled }}
+{{- $seconds = max $seconds (int (.Values.apk.verifierCacheSeconds | default 7800)) }}
+{{- end }}
+{{- $seconds }}
+{{- end }}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use latchkey_core::{
-    ClientSpec, ScopePolicy,
+    ClientSpec, ScopePolicy, SecretDigest,
     client::{MAX_TOKEN_LIFETIME, RESERVED_CLAIMS},
     scope::{DEFAULT_SCOPE, is_scope_token},
 };
@@ -129,15 +129,15 @@ fn lifetime(text: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-/// The core definition of a client, given its effective id and secret. `origin` names the
-/// object for logs (`namespace/name` or `file#document`).
+/// The core definition of a client, given its effective id and the digest of its secret.
+/// `origin` names the object for logs (`namespace/name`). The spec must have passed
+/// [`validate`] (the resolver checks it once, before it looks for credentials).
 pub fn client_spec(
     spec: &OAuthClientSpec,
     client_id: &str,
-    secret: &[u8],
+    secret: SecretDigest,
     origin: String,
 ) -> Result<ClientSpec, ApiError> {
-    validate(spec)?;
     let token_lifetime = spec
         .access_token_lifetime
         .as_deref()
@@ -145,7 +145,7 @@ pub fn client_spec(
         .transpose()?;
     Ok(ClientSpec {
         client_id: client_id.to_owned(),
-        secret: secret.to_vec(),
+        secret,
         grant_types: spec.grant_types.iter().map(|g| (*g).into()).collect(),
         scopes: spec.scopes.clone(),
         default_scopes: spec.default_scopes.clone(),
@@ -182,7 +182,15 @@ disabled: false
 "#,
         );
         assert_eq!(spec.secret_ref.as_ref().unwrap().key, "clientSecret");
-        let c = client_spec(&spec, "orders-gateway", b"s", "apps/orders-gateway".into()).unwrap();
+        validate(&spec).unwrap();
+        let secret = SecretDigest::of_secret(b"s").unwrap();
+        let c = client_spec(
+            &spec,
+            "orders-gateway",
+            secret,
+            "apps/orders-gateway".into(),
+        )
+        .unwrap();
         let record = ClientRecord::new(c).unwrap();
         assert_eq!(record.token_lifetime().unwrap().as_secs(), 3600);
         assert_eq!(

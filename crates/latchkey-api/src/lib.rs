@@ -9,8 +9,9 @@ pub mod convert;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod resolve;
 pub mod rules;
-pub mod secret;
+pub mod secret_data;
 pub mod types;
 
 pub use convert::client_spec;

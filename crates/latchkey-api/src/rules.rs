@@ -1,6 +1,6 @@
 //! The rules an `OAuthClient` spec follows, stated once. The CRD schema carries them (OpenAPI
 //! patterns, bounds and `not`, CEL `x-kubernetes-validations`) so the API server refuses what
-//! Latchkey would refuse, and [`crate::convert::validate`] enforces the same rules on documents
+//! Latchkey would refuse, and `convert::validate` enforces the same rules on documents
 //! that never met an API server, with the CEL rules' messages.
 //!
 //! Every pattern here is an RE2 pattern (Kubernetes' dialect) that is also a valid ECMA-262 one;

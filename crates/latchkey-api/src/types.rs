@@ -134,7 +134,7 @@ fn default_default_scopes() -> Vec<String> {
 }
 
 fn default_secret_key() -> String {
-    crate::secret::DEFAULT_SECRET_KEY.to_owned()
+    crate::secret_data::DEFAULT_SECRET_KEY.to_owned()
 }
 
 /// An object whose values may be any JSON: the API server keeps unknown fields as written.

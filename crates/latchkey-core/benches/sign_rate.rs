@@ -62,7 +62,7 @@ fn main() {
     let key = SigningKey::new("gateway_certificate_alias", &material).unwrap();
     let client = ClientRecord::new(ClientSpec {
         client_id: "45f1c5c8-a92e-11ed-afa1-0242ac120002".into(),
-        secret: b"x".to_vec(),
+        secret: latchkey_core::SecretDigest::of(b"x"),
         grant_types: vec![GrantType::ClientCredentials],
         default_scopes: vec!["default".into()],
         ..ClientSpec::default()

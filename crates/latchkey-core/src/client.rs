@@ -20,11 +20,12 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest client id accepted, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 256;
 
-/// What a client definition says, before it is checked.
-#[derive(Clone, Default)]
+/// What a client definition says, before it is checked. The secret arrives as a keyed digest
+/// ([`SecretDigest::of_secret`]), so no store keeps a raw secret longer than it takes to read it.
+#[derive(Clone)]
 pub struct ClientSpec {
     pub client_id: String,
-    pub secret: Vec<u8>,
+    pub secret: SecretDigest,
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub default_scopes: Vec<String>,
@@ -34,6 +35,24 @@ pub struct ClientSpec {
     pub disabled: bool,
     /// Where the definition came from (`namespace/name`, `file#doc`), for logs and errors.
     pub origin: String,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        ClientSpec {
+            client_id: String::new(),
+            // Matches no presented secret: a spec whose secret was never set cannot authenticate.
+            secret: SecretDigest::decoy(),
+            grant_types: Vec::new(),
+            scopes: Vec::new(),
+            default_scopes: Vec::new(),
+            audience: Vec::new(),
+            token_lifetime: None,
+            claims: Map::new(),
+            disabled: false,
+            origin: String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClientSpec {
@@ -83,9 +102,6 @@ impl ClientRecord {
     /// Check a definition and prepare it for issuing.
     pub fn new(spec: ClientSpec) -> Result<ClientRecord, CoreError> {
         check_client_id(&spec.client_id)?;
-        if spec.secret.is_empty() {
-            return Err(CoreError::InvalidClient("client secret is empty".into()));
-        }
         if let Some(lifetime) = spec.token_lifetime
             && (lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME)
         {
@@ -100,7 +116,7 @@ impl ClientRecord {
         grant_types.dedup();
         Ok(ClientRecord {
             client_id: spec.client_id,
-            secret: SecretDigest::of(&spec.secret),
+            secret: spec.secret,
             grant_types,
             scopes,
             token_lifetime: spec.token_lifetime,
@@ -189,7 +205,7 @@ pub(crate) mod tests {
     pub(crate) fn spec(id: &str, secret: &str) -> ClientSpec {
         ClientSpec {
             client_id: id.into(),
-            secret: secret.as_bytes().to_vec(),
+            secret: SecretDigest::of_secret(secret.as_bytes()).unwrap(),
             grant_types: vec![GrantType::ClientCredentials],
             scopes: vec!["apk:*".into()],
             default_scopes: vec!["default".into()],
@@ -228,7 +244,10 @@ pub(crate) mod tests {
         assert!(ClientRecord::new(spec("", "b")).is_err());
         assert!(ClientRecord::new(spec("a b", "b")).is_err());
         assert!(ClientRecord::new(spec("a:b", "b")).is_err());
-        assert!(ClientRecord::new(spec("a", "")).is_err());
+        assert!(
+            SecretDigest::of_secret(b"").is_err(),
+            "an empty secret is refused"
+        );
         let mut s = spec("a", "b");
         s.token_lifetime = Some(Duration::from_secs(0));
         assert!(ClientRecord::new(s).is_err());

@@ -1,7 +1,8 @@
 //! Signing keys over their life, `next` → `active` → `retired` → gone, with the time passed in.
 //!
-//! Rules (DESIGN.md): a key is published at least two JWKS cache periods before it signs, so
-//! every verifier that honours the cache period has it before it sees a token signed with it;
+//! Rules: a key is published at least the longest verifier cache before it signs,
+//! so every verifier holds it before it sees a token signed with it, whether it honours the
+//! JWKS `max-age` or keeps its own period (APK's router: 2 h, no refetch on an unknown kid);
 //! a retired key stays published for the longest token lifetime it may have signed plus the
 //! clock skew, so no token outlives its key. Exactly one key is active.
 //!
@@ -54,8 +55,9 @@ pub struct RotationPolicy {
     pub kid: KidStrategy,
     /// How long a key signs before it is replaced.
     pub rotation_period: Duration,
-    /// How long verifiers may cache the JWKS (its `max-age`).
-    pub cache_period: Duration,
+    /// The longest any verifier keeps a copy of the key set, whatever the JWKS `max-age` says
+    /// (APK's router: 2 h): a next key is published this long before it signs.
+    pub verifier_cache: Duration,
     /// Allowed clock difference between Latchkey and verifiers.
     pub clock_skew: Duration,
     /// The longest lifetime of a token issued now (server default and every client's).
@@ -68,9 +70,18 @@ impl RotationPolicy {
         self.kid == KidStrategy::Thumbprint
     }
 
+    /// This policy, with retired keys kept for at least `longest` (the longest lifetime of a
+    /// token issued now: the server default or any client's, whichever is longer).
+    pub fn covering(&self, longest: Duration) -> RotationPolicy {
+        RotationPolicy {
+            max_token_lifetime: self.max_token_lifetime.max(longest),
+            ..self.clone()
+        }
+    }
+
     /// How long a new key is published before it may sign.
-    fn lead_time(&self) -> u64 {
-        2 * self.cache_period.as_secs()
+    pub fn lead_time(&self) -> Duration {
+        self.verifier_cache
     }
 }
 
@@ -82,6 +93,19 @@ pub enum KeyEvent {
     Retired { kid: String },
     Removed { kid: String },
     Revoked { kid: String },
+}
+
+/// What a revocation means for verifiers that cache the key set, and what to do: for the
+/// Warning Event in a cluster and the warning of `latchkey keys revoke`.
+pub fn revocation_note(kid: &str) -> String {
+    format!(
+        "key {kid} revoked: its tokens no longer verify. Its replacement signs at once: \
+         verifiers that cached the JWKS before it was published reject its tokens until they \
+         refetch (APK's router keeps the JWKS for up to 2h and does not refetch on an unknown \
+         kid). To make APK refetch now, restart its router pods, or change the TokenIssuer's \
+         signatureValidation (e.g. to the new key's certificate from /oauth2/certificate, and \
+         back to the JWKS later); reapplying it unchanged does nothing"
+    )
 }
 
 /// One stored key.
@@ -99,6 +123,11 @@ pub struct KeyRecord {
     /// Unix seconds: stopped signing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<u64>,
+    /// Unix seconds: the earliest a next key may sign (made plus the longest lead time in
+    /// force since). Stored so that readers with other flags (`latchkey keys list`) see the
+    /// writer's lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signs_from: Option<u64>,
     /// The longest token lifetime in force while this key signed, in seconds: how long it
     /// stays published once retired (plus the skew).
     #[serde(default)]
@@ -119,11 +148,19 @@ impl std::fmt::Debug for KeyRecord {
             .field("created_at", &self.created_at)
             .field("activated_at", &self.activated_at)
             .field("retired_at", &self.retired_at)
+            .field("signs_from", &self.signs_from)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyRecord {
+    /// Unix seconds from which this key, published as next, may sign: its stored time, or
+    /// for a key stored without one, made plus the lead time of `policy`.
+    pub fn ready_at(&self, policy: &RotationPolicy) -> u64 {
+        self.signs_from
+            .unwrap_or(self.created_at + policy.lead_time().as_secs())
+    }
+
     /// Unix seconds after which a retired key is no longer published.
     pub fn remove_at(&self, skew: Duration) -> Option<u64> {
         self.retired_at
@@ -156,13 +193,19 @@ pub struct KeyRing {
     pub rotation_requested_at: Option<u64>,
 }
 
+/// The key id of `material` under `strategy`: its RFC 7638 thumbprint, or the static id. The
+/// one rule for every key Latchkey names, made here or imported.
+pub fn kid_for(material: &KeyMaterial, strategy: &KidStrategy) -> Result<String, CoreError> {
+    match strategy {
+        KidStrategy::Static(kid) => Ok(kid.clone()),
+        KidStrategy::Thumbprint => SigningKey::new("thumbprint", material)?.thumbprint(),
+    }
+}
+
 /// Make a key record of the policy's kind.
 fn new_record(policy: &RotationPolicy, state: KeyState, now: u64) -> Result<KeyRecord, CoreError> {
     let material = KeyMaterial::generate(policy.alg, policy.rsa_bits)?;
-    let kid = match &policy.kid {
-        KidStrategy::Static(kid) => kid.clone(),
-        KidStrategy::Thumbprint => SigningKey::new("thumbprint", &material)?.thumbprint()?,
-    };
+    let kid = kid_for(&material, &policy.kid)?;
     // A static key may sign for years; a rotating one for its period plus its retirement.
     let validity = match policy.kid {
         KidStrategy::Static(_) => Duration::from_secs(10 * 365 * 24 * 3600),
@@ -178,6 +221,7 @@ fn new_record(policy: &RotationPolicy, state: KeyState, now: u64) -> Result<KeyR
         created_at: now,
         activated_at: (state == KeyState::Active).then_some(now),
         retired_at: None,
+        signs_from: (state == KeyState::Next).then(|| now + policy.lead_time().as_secs()),
         max_token_lifetime: policy.max_token_lifetime.as_secs(),
         private_key_pem: material.to_pem(),
         certificate_pem,
@@ -209,6 +253,7 @@ impl KeyRing {
                 created_at: now,
                 activated_at: Some(now),
                 retired_at: None,
+                signs_from: None,
                 max_token_lifetime: 0,
                 private_key_pem: material.to_pem(),
                 certificate_pem: Some(crate::certificate::self_signed(
@@ -248,6 +293,47 @@ impl KeyRing {
         }
         let active = self.active()?;
         Some(active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs())
+    }
+
+    /// When the next key starts signing (Unix seconds), if one is published. The time stored
+    /// with it is the writer's (a next key is made a lead time before the active one is due, or
+    /// at once when a rotation is asked for), so a reader with other flags sees the same; for
+    /// a key stored without one, when the active key is due under `policy`, but never before
+    /// the key has been published for the lead time.
+    pub fn next_activation_at(&self, policy: &RotationPolicy) -> Option<u64> {
+        if !policy.rotates() {
+            return None;
+        }
+        let next = self.next()?;
+        if let Some(t) = next.signs_from {
+            return Some(t);
+        }
+        let active = self.active()?;
+        let due_now = self.rotation_requested_at.is_some() || active.alg != policy.alg;
+        let due_at = if due_now {
+            0
+        } else {
+            active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs()
+        };
+        Some(next.ready_at(policy).max(due_at))
+    }
+
+    /// Keys of `earlier` that this ring no longer has although `advance` did not remove them
+    /// (`events` of the pass that made it): revoked by another writer, such as
+    /// `latchkey keys revoke` on a standalone state directory.
+    pub fn revoked_since(&self, earlier: &KeyRing, events: &[KeyEvent]) -> Vec<String> {
+        earlier
+            .keys
+            .iter()
+            .map(|k| &k.kid)
+            .filter(|kid| self.keys.iter().all(|k| &k.kid != *kid))
+            .filter(|kid| {
+                !events
+                    .iter()
+                    .any(|e| matches!(e, KeyEvent::Removed { kid: r } if r == *kid))
+            })
+            .cloned()
+            .collect()
     }
 
     /// Ask for a rotation now: a next key is made at once and signs after its lead time.
@@ -346,6 +432,16 @@ impl KeyRing {
             return Ok(events);
         }
 
+        // A lead raised since the next key was published counts (a shorter one does not
+        // shorten it); stored, so every reader sees when it signs.
+        if let Some(i) = self.index_of(KeyState::Next) {
+            let k = &mut self.keys[i];
+            let ready = k.created_at + policy.lead_time().as_secs();
+            if k.signs_from.is_none_or(|t| t < ready) {
+                k.signs_from = Some(ready);
+            }
+        }
+
         let Some(ai) = self.index_of(KeyState::Active) else {
             return Ok(events);
         };
@@ -353,8 +449,9 @@ impl KeyRing {
         let due_at =
             active.activated_at.unwrap_or(active.created_at) + policy.rotation_period.as_secs();
         let due = now >= due_at || active.alg != policy.alg || self.rotation_requested_at.is_some();
-        // Publish the next key early enough that it can sign when the active one is due.
-        let prepare = due || now + policy.lead_time() >= due_at;
+        // Publish the next key early enough that it can sign when the active one is due: made
+        // a lead time before then, its stored time is the due time.
+        let prepare = due || now + policy.lead_time().as_secs() >= due_at;
         if prepare && self.index_of(KeyState::Next).is_none() {
             let k = new_record(policy, KeyState::Next, now)?;
             events.push(KeyEvent::Created {
@@ -365,7 +462,7 @@ impl KeyRing {
         }
         if let Some(ni) = self.index_of(KeyState::Next)
             && due
-            && now >= self.keys[ni].created_at + policy.lead_time()
+            && now >= self.keys[ni].ready_at(policy)
         {
             let old = &mut self.keys[ai];
             old.state = KeyState::Retired;
@@ -409,7 +506,8 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    const CACHE: u64 = 300;
+    /// Two 5-minute `max-age`s: the lead the binary derives by default.
+    const LEAD: u64 = 600;
     const PERIOD: u64 = 30 * 24 * 3600;
     const LIFETIME: u64 = 3600;
     const SKEW: u64 = 60;
@@ -420,7 +518,7 @@ mod tests {
             rsa_bits: 2048,
             kid: KidStrategy::Thumbprint,
             rotation_period: Duration::from_secs(PERIOD),
-            cache_period: Duration::from_secs(CACHE),
+            verifier_cache: Duration::from_secs(LEAD),
             clock_skew: Duration::from_secs(SKEW),
             max_token_lifetime: Duration::from_secs(LIFETIME),
         }
@@ -460,12 +558,12 @@ mod tests {
         let first = r.keys[0].kid.clone();
         // Nothing before the lead time.
         assert!(
-            r.advance(&p, at(T0 + PERIOD - 2 * CACHE - 1))
+            r.advance(&p, at(T0 + PERIOD - LEAD - 1))
                 .unwrap()
                 .is_empty()
         );
-        // Next key published two cache periods before the active one is due.
-        let ev = r.advance(&p, at(T0 + PERIOD - 2 * CACHE)).unwrap();
+        // Next key published a lead time before the active one is due.
+        let ev = r.advance(&p, at(T0 + PERIOD - LEAD)).unwrap();
         assert!(
             matches!(
                 &ev[..],
@@ -493,7 +591,7 @@ mod tests {
         assert_eq!(states(&r), [KeyState::Retired, KeyState::Active]);
         // Publish-before-sign: the new key was published a full lead time before signing.
         let k = r.active().unwrap();
-        assert!(k.activated_at.unwrap() >= k.created_at + 2 * CACHE);
+        assert!(k.activated_at.unwrap() >= k.created_at + LEAD);
         // Keep-after-retire: the old key stays for lifetime + skew, then goes.
         assert!(
             r.advance(&p, at(T0 + PERIOD + LIFETIME + SKEW - 1))
@@ -520,7 +618,7 @@ mod tests {
         p.max_token_lifetime = Duration::from_secs(24 * 3600);
         r.advance(&p, at(T0 + 10)).unwrap();
         p.max_token_lifetime = Duration::from_secs(LIFETIME);
-        r.advance(&p, at(T0 + PERIOD - 2 * CACHE)).unwrap();
+        r.advance(&p, at(T0 + PERIOD - LEAD)).unwrap();
         r.advance(&p, at(T0 + PERIOD)).unwrap();
         let retired = r
             .keys
@@ -546,16 +644,12 @@ mod tests {
                 ..
             }]
         ));
-        assert!(
-            r.advance(&p, at(T0 + 5 + 2 * CACHE - 1))
-                .unwrap()
-                .is_empty()
-        );
-        let ev = r.advance(&p, at(T0 + 5 + 2 * CACHE)).unwrap();
+        assert!(r.advance(&p, at(T0 + 5 + LEAD - 1)).unwrap().is_empty());
+        let ev = r.advance(&p, at(T0 + 5 + LEAD)).unwrap();
         assert_eq!(ev.len(), 2, "{ev:?}");
         assert_eq!(r.rotation_requested_at, None);
         // The new active key's period starts when it activates.
-        assert_eq!(r.next_rotation_at(&p), Some(T0 + 5 + 2 * CACHE + PERIOD));
+        assert_eq!(r.next_rotation_at(&p), Some(T0 + 5 + LEAD + PERIOD));
     }
 
     #[test]
@@ -570,7 +664,7 @@ mod tests {
             SigningAlgorithm::EdDSA,
             "still signing with the old key"
         );
-        r.advance(&p, at(T0 + 1 + 2 * CACHE)).unwrap();
+        r.advance(&p, at(T0 + 1 + LEAD)).unwrap();
         assert_eq!(r.active().unwrap().alg, SigningAlgorithm::ES256);
         // A next key of the old algorithm is replaced, not promoted.
         let mut p2 = policy();
@@ -639,7 +733,7 @@ mod tests {
             let a = r.active().unwrap();
             if a.created_at != T0 {
                 assert!(
-                    a.activated_at.unwrap() >= a.created_at + 2 * CACHE,
+                    a.activated_at.unwrap() >= a.created_at + LEAD,
                     "signed before published"
                 );
             }
@@ -647,10 +741,142 @@ mod tests {
     }
 
     #[test]
+    fn a_long_verifier_cache_publishes_the_next_key_that_much_earlier() {
+        // APK's router keeps the JWKS 2 h; the chart asks for 2 h 10 min.
+        let lead = 2 * 3600 + 600;
+        let mut p = policy();
+        p.verifier_cache = Duration::from_secs(lead);
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        assert_eq!(r.next_activation_at(&p), None, "no next key yet");
+        assert!(
+            r.advance(&p, at(T0 + PERIOD - lead - 1))
+                .unwrap()
+                .is_empty()
+        );
+        r.advance(&p, at(T0 + PERIOD - lead)).unwrap();
+        let next = r.next().unwrap().clone();
+        assert_eq!(next.signs_from, Some(T0 + PERIOD));
+        assert_eq!(r.next_activation_at(&p), Some(T0 + PERIOD));
+        assert!(r.advance(&p, at(T0 + PERIOD - 1)).unwrap().is_empty());
+        r.advance(&p, at(T0 + PERIOD)).unwrap();
+        assert_eq!(r.active().unwrap().kid, next.kid);
+        assert_eq!(r.next_activation_at(&p), None);
+    }
+
+    #[test]
+    fn a_requested_rotation_under_a_long_cache_signs_a_full_lead_after_publishing() {
+        let lead = 2 * 3600 + 600;
+        let mut p = policy();
+        p.verifier_cache = Duration::from_secs(lead);
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.request_rotation(&p, at(T0 + 7)).unwrap();
+        r.advance(&p, at(T0 + 7)).unwrap();
+        assert_eq!(r.next_activation_at(&p), Some(T0 + 7 + lead));
+        assert!(r.advance(&p, at(T0 + 7 + lead - 1)).unwrap().is_empty());
+        assert_eq!(r.advance(&p, at(T0 + 7 + lead)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_stored_activation_time_holds_for_readers_with_a_shorter_lead() {
+        // The server publishes with a 2 h 10 min lead; `keys list` run with default flags
+        // (a 10 min lead) still shows, and a leader with those flags still waits, the stored time.
+        let lead = 2 * 3600 + 600;
+        let mut long = policy();
+        long.verifier_cache = Duration::from_secs(lead);
+        let mut r = KeyRing::bootstrap(&long, at(T0)).unwrap();
+        r.request_rotation(&long, at(T0)).unwrap();
+        r.advance(&long, at(T0)).unwrap();
+        let short = policy();
+        assert_eq!(r.next_activation_at(&short), Some(T0 + lead));
+        assert!(r.advance(&short, at(T0 + LEAD)).unwrap().is_empty());
+        // A lead raised after the key was made counts too, and is stored for every reader.
+        let mut r = KeyRing::bootstrap(&short, at(T0)).unwrap();
+        r.request_rotation(&short, at(T0)).unwrap();
+        r.advance(&short, at(T0)).unwrap();
+        assert_eq!(r.next_activation_at(&short), Some(T0 + LEAD));
+        assert_eq!(r.next_activation_at(&long), Some(T0 + LEAD), "as stored");
+        assert!(r.advance(&long, at(T0 + LEAD)).unwrap().is_empty());
+        assert_eq!(r.next_activation_at(&short), Some(T0 + lead));
+        assert!(r.advance(&short, at(T0 + LEAD + 1)).unwrap().is_empty());
+        // Rings stored before the field existed read as made plus the lead.
+        let mut old = r.clone();
+        old.keys.iter_mut().for_each(|k| k.signs_from = None);
+        let json = String::from_utf8(old.to_json()).unwrap();
+        assert!(!json.contains("signsFrom"));
+        let old = KeyRing::from_json(json.as_bytes()).unwrap();
+        assert_eq!(old.next_activation_at(&short), Some(T0 + LEAD));
+    }
+
+    #[test]
+    fn the_next_activation_waits_for_the_active_keys_period() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0 + PERIOD - LEAD - 100)).unwrap();
+        assert!(r.next().is_none());
+        r.advance(&p, at(T0 + PERIOD - LEAD)).unwrap();
+        assert_eq!(r.next_activation_at(&p), Some(T0 + PERIOD));
+        // A reader with other flags (another algorithm, period or lead) sees the stored time.
+        let mut other = p.clone();
+        other.alg = SigningAlgorithm::ES256;
+        other.rotation_period = Duration::from_secs(PERIOD * 2);
+        other.verifier_cache = Duration::from_secs(5);
+        assert_eq!(r.next_activation_at(&other), Some(T0 + PERIOD));
+        // Stored without a time (an older ring): computed from the reader's policy.
+        let mut old = r.clone();
+        old.keys.iter_mut().for_each(|k| k.signs_from = None);
+        assert_eq!(old.next_activation_at(&p), Some(T0 + PERIOD));
+        // Static kids never rotate.
+        let mut st = p.clone();
+        st.kid = KidStrategy::Static("k".into());
+        assert_eq!(r.next_activation_at(&st), None);
+    }
+
+    #[test]
+    fn a_key_gone_without_a_removal_was_revoked_elsewhere() {
+        let p = policy();
+        let mut r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+        r.request_rotation(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0)).unwrap();
+        r.advance(&p, at(T0 + LEAD)).unwrap();
+        let earlier = r.clone();
+        let retired = earlier.keys[0].kid.clone();
+        // Removed on schedule: not a revocation.
+        let mut later = earlier.clone();
+        let ev = later.advance(&p, at(T0 + LEAD + LIFETIME + SKEW)).unwrap();
+        assert!(later.revoked_since(&earlier, &ev).is_empty());
+        // Revoked by another writer: the events of this pass do not name it.
+        let mut later = earlier.clone();
+        let active = later.active().unwrap().kid.clone();
+        later.revoke(&active, &p, at(T0 + LEAD + 1)).unwrap();
+        assert_eq!(later.revoked_since(&earlier, &[]), [active]);
+        assert!(later.keys.iter().any(|k| k.kid == retired));
+    }
+
+    #[test]
     fn rings_need_exactly_one_active_key_to_serve() {
         let mut r = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
         r.keys[0].state = KeyState::Next;
         assert!(r.key_set().is_err());
+    }
+
+    #[test]
+    fn covering_only_ever_lengthens_the_lifetime() {
+        let p = policy();
+        assert_eq!(p.covering(Duration::ZERO), p);
+        let longer = p.covering(Duration::from_secs(LIFETIME * 3));
+        assert_eq!(longer.max_token_lifetime, Duration::from_secs(LIFETIME * 3));
+        assert_eq!(longer.rotation_period, p.rotation_period);
+    }
+
+    #[test]
+    fn kids_follow_the_strategy() {
+        let m = KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap();
+        let thumb = kid_for(&m, &KidStrategy::Thumbprint).unwrap();
+        assert_eq!(
+            thumb,
+            SigningKey::new("x", &m).unwrap().thumbprint().unwrap()
+        );
+        assert_eq!(kid_for(&m, &KidStrategy::Static("k".into())).unwrap(), "k");
     }
 
     #[test]

@@ -9,23 +9,25 @@ pub mod client;
 pub mod error;
 pub mod grant;
 pub mod issuer;
+pub mod key_driver;
 pub mod keyring;
-pub mod keys;
 pub mod oauth;
 pub mod registry;
 pub mod scope;
-pub mod secret;
+pub mod secret_digest;
+pub mod signing;
+pub mod store;
 pub mod token;
 
 pub use client::{ClientRecord, ClientSpec};
 pub use error::CoreError;
 pub use grant::GrantType;
 pub use issuer::{Issuer, TokenRequest};
-pub use keys::{KeyMaterial, KeySet, SigningAlgorithm, SigningKey};
 pub use oauth::{ErrorCode, OAuthError};
 pub use registry::Registry;
 pub use scope::ScopePolicy;
-pub use secret::SecretDigest;
+pub use secret_digest::SecretDigest;
+pub use signing::{KeyMaterial, KeySet, SigningAlgorithm, SigningKey};
 pub use token::{IssuedToken, TokenSettings};
 
 /// The APK defaults Latchkey must reproduce exactly in its APK profile.

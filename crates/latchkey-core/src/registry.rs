@@ -1,13 +1,17 @@
-//! The client registry: an immutable snapshot, built whole and swapped whole.
+//! The client registry: an immutable snapshot that readers load whole.
+//!
+//! It is a persistent map, so a writer derives the next snapshot from the last one by changing
+//! one client in O(log n) and swaps it in: a registry of 10,000 clients is not rebuilt when one
+//! of them changes, and requests in flight keep the snapshot they loaded.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{sync::Arc, time::Duration};
 
 use crate::{ClientRecord, CoreError, OAuthError, SecretDigest};
 
 /// Every client the token endpoint knows, by client id.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Registry {
-    clients: HashMap<String, Arc<ClientRecord>>,
+    clients: imbl::HashMap<String, Arc<ClientRecord>>,
     /// Checked against when the client id is unknown, so unknown ids cost the same work.
     decoy: SecretDigest,
 }
@@ -15,7 +19,7 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            clients: HashMap::new(),
+            clients: imbl::HashMap::new(),
             decoy: SecretDigest::decoy(),
         }
     }
@@ -25,17 +29,29 @@ impl Registry {
     /// Build a snapshot. Two records with one client id are an error: the caller decides who
     /// keeps an id before building.
     pub fn new(records: impl IntoIterator<Item = ClientRecord>) -> Result<Registry, CoreError> {
-        let mut clients = HashMap::new();
+        let mut registry = Registry::default();
         for record in records {
             let id = record.client_id().to_owned();
-            if clients.insert(id.clone(), Arc::new(record)).is_some() {
+            if registry
+                .clients
+                .insert(id.clone(), Arc::new(record))
+                .is_some()
+            {
                 return Err(CoreError::DuplicateClientId(id));
             }
         }
-        Ok(Registry {
-            clients,
-            decoy: SecretDigest::decoy(),
-        })
+        Ok(registry)
+    }
+
+    /// Add or replace the record of its client id.
+    pub fn insert(&mut self, record: ClientRecord) {
+        self.clients
+            .insert(record.client_id().to_owned(), Arc::new(record));
+    }
+
+    /// Remove a client id; `false` when it was not there.
+    pub fn remove(&mut self, client_id: &str) -> bool {
+        self.clients.remove(client_id).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -52,6 +68,16 @@ impl Registry {
 
     pub fn clients(&self) -> impl Iterator<Item = &Arc<ClientRecord>> {
         self.clients.values()
+    }
+
+    /// The longest lifetime any client sets for its tokens (zero when none sets one). Key
+    /// rotation keeps a retired key published at least this long.
+    pub fn longest_token_lifetime(&self) -> Duration {
+        self.clients
+            .values()
+            .filter_map(|c| c.token_lifetime())
+            .max()
+            .unwrap_or_default()
     }
 
     /// Authenticate a client by id and secret. Unknown id, wrong secret and disabled client
@@ -103,5 +129,28 @@ mod tests {
             Registry::new([spec("a", "1"), spec("a", "2")].map(|s| ClientRecord::new(s).unwrap()))
                 .unwrap_err();
         assert_eq!(err, CoreError::DuplicateClientId("a".into()));
+    }
+
+    #[test]
+    fn a_changed_copy_leaves_the_snapshot_it_came_from_alone() {
+        let before = registry();
+        let mut after = before.clone();
+        after.insert(ClientRecord::new(spec("a", "new")).unwrap());
+        assert!(after.remove("b"));
+        assert!(!after.remove("b"));
+        assert!(before.authenticate("a", b"pw-a").is_ok());
+        assert!(before.get("b").is_some());
+        assert!(after.authenticate("a", b"new").is_ok());
+        assert!(after.get("b").is_none());
+    }
+
+    #[test]
+    fn the_longest_client_lifetime_is_known() {
+        let mut r = registry();
+        assert_eq!(r.longest_token_lifetime(), Duration::ZERO);
+        let mut s = spec("long", "x");
+        s.token_lifetime = Some(Duration::from_secs(7200));
+        r.insert(ClientRecord::new(s).unwrap());
+        assert_eq!(r.longest_token_lifetime(), Duration::from_secs(7200));
     }
 }

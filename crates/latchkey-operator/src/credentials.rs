@@ -10,12 +10,13 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{Resource, ResourceExt};
-use latchkey_api::{OAuthClient, secret};
-
-use crate::{
-    OperatorError,
-    index::{MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+use latchkey_api::{
+    OAuthClient,
+    resolve::{MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+    secret_data,
 };
+
+use crate::OperatorError;
 
 /// Label naming the OAuthClient a generated Secret belongs to.
 pub const CLIENT_LABEL: &str = "latchkey.dev/oauthclient";
@@ -23,8 +24,7 @@ pub const CLIENT_LABEL: &str = "latchkey.dev/oauthclient";
 /// A new client secret: 32 random bytes, base64url without padding (43 characters).
 pub fn random_secret() -> Result<String, OperatorError> {
     let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| OperatorError::Config("the system random source failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| OperatorError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -46,15 +46,15 @@ pub fn credentials_secret(
     };
     let data = BTreeMap::from([
         (
-            secret::CLIENT_ID_KEY.to_owned(),
+            secret_data::CLIENT_ID_KEY.to_owned(),
             ByteString(client_id.as_bytes().to_vec()),
         ),
         (
-            secret::DEFAULT_SECRET_KEY.to_owned(),
+            secret_data::DEFAULT_SECRET_KEY.to_owned(),
             ByteString(client_secret.as_bytes().to_vec()),
         ),
         (
-            secret::TOKEN_URL_KEY.to_owned(),
+            secret_data::TOKEN_URL_KEY.to_owned(),
             ByteString(token_url.as_bytes().to_vec()),
         ),
     ]);

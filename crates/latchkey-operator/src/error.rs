@@ -1,4 +1,4 @@
-//! The operator crate's one error type.
+//! The operator crate's one error type, by cause.
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
@@ -8,6 +8,7 @@ pub enum OperatorError {
     Lease(String),
     #[error(transparent)]
     Core(#[from] latchkey_core::CoreError),
-    #[error("{0}")]
-    Config(String),
+    /// The operating system's random source failed (nothing secret can be made).
+    #[error("the system random source failed")]
+    Random,
 }

@@ -1,20 +1,26 @@
 #![forbid(unsafe_code)]
-//! How `OAuthClient`s and their Secrets reach memory, and what the Lease holder writes back.
+//! How `OAuthClient`s and their Secrets reach memory, the key driver's loop, and what the Lease
+//! holder writes back.
 //!
-//! Every replica watches and builds the same core registry; only the Lease holder writes
-//! status, generated credentials, signing keys and Events. The pure parts (`index`,
-//! `status`) are tested without any server.
+//! Every replica watches and feeds the same resolver (`latchkey_api::resolve`); only the Lease
+//! holder writes status, generated credentials, signing keys and Events. Modules import only
+//! downward: `run` wires `client_watch`, `writer`, `key_driver`/`key_secret` and `leader`.
 
 pub mod backoff;
+pub mod client_watch;
+pub mod config;
 pub mod credentials;
 pub mod error;
-pub mod index;
-pub mod keys;
+pub mod key_driver;
+pub mod key_secret;
 pub mod leader;
-pub mod rotator;
+pub mod observe;
 pub mod run;
 pub mod status;
+pub mod watch;
 pub mod writer;
 
+pub use config::OperatorConfig;
 pub use error::OperatorError;
-pub use run::{Observer, OperatorConfig, run};
+pub use observe::Observer;
+pub use run::Operator;

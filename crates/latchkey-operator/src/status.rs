@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use latchkey_api::OAuthClientStatus;
 
-use crate::index::{ClientState, Outcome};
+use latchkey_api::resolve::{ClientState, Outcome};
 
 pub const READY: &str = "Ready";
 pub const SECRET_RESOLVED: &str = "SecretResolved";

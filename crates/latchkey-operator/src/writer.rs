@@ -1,13 +1,19 @@
-//! What only the Lease holder writes: OAuthClient status (server-side apply, only on change),
-//! generated credentials (create only, never overwrite), the signing-key Secret (create only
-//! here), and Events for notable transitions.
+//! What only the Lease holder writes for clients: OAuthClient status (server-side apply, only
+//! when it differs) and generated credentials (create only, never overwrite), with Events only
+//! for what a human must act on.
+//!
+//! Writes are a queue, not passes: credentials first (tokens wait for them), then statuses,
+//! many in flight at once, each computed from the latest outcome when its turn comes. A
+//! client costs at most two writes: its Secret and its status (a "pending" status is not
+//! written for credentials that are being made, since it would be overwritten a moment later).
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::{
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -17,29 +23,20 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
-use latchkey_api::{OAuthClient, OAuthClientStatus};
-
-use crate::{
-    OperatorError, credentials,
-    index::{CredentialsToCreate, ObjKey, Outcome, key_of},
-    run::OperatorConfig,
-    status,
+use latchkey_api::{
+    OAuthClient, OAuthClientStatus,
+    resolve::{ClientState, CredentialsToCreate, ObjKey, Outcome},
 };
+use tokio::sync::{mpsc, watch};
+
+use crate::{OperatorError, client_watch::Changes, credentials, status};
 
 /// Field manager of Latchkey's server-side applies.
 pub const FIELD_MANAGER: &str = "latchkey";
 /// Writes in flight at once.
-const CONCURRENCY: usize = 16;
-
-/// The leader's writer. Remembers what it wrote so that a pass before the watch echo arrives
-/// does not write the same thing again.
-pub struct Writer {
-    client: Client,
-    recorder: Recorder,
-    cfg: Arc<OperatorConfig>,
-    written: Mutex<HashMap<ObjKey, OAuthClientStatus>>,
-    creating: Mutex<HashSet<ObjKey>>,
-}
+const CONCURRENCY: usize = 32;
+/// Everything is checked again this often (retries failed writes).
+const RESYNC: Duration = Duration::from_secs(5);
 
 /// Two statuses equal but for the conditions' transition times.
 fn same_ignoring_times(a: &OAuthClientStatus, b: &OAuthClientStatus) -> bool {
@@ -53,18 +50,18 @@ fn same_ignoring_times(a: &OAuthClientStatus, b: &OAuthClientStatus) -> bool {
     strip(a) == strip(b)
 }
 
-fn transition_event(previous: Option<&Condition>, next: Option<&Condition>) -> Option<Event> {
+/// The Event for a change of the Ready condition: only when a client stops (or cannot start)
+/// serving, which someone must look at; becoming ready is routine and the status says it.
+pub fn transition_event(previous: Option<&Condition>, next: Option<&Condition>) -> Option<Event> {
     let next = next?;
+    if next.status == "True" {
+        return None;
+    }
     if previous.is_some_and(|p| p.status == next.status && p.reason == next.reason) {
         return None;
     }
-    let type_ = if next.status == "True" {
-        EventType::Normal
-    } else {
-        EventType::Warning
-    };
     Some(Event {
-        type_,
+        type_: EventType::Warning,
         reason: next.reason.clone(),
         note: Some(next.message.clone()),
         action: "Reconcile".into(),
@@ -72,18 +69,184 @@ fn transition_event(previous: Option<&Condition>, next: Option<&Condition>) -> O
     })
 }
 
+/// The SSA body of a status.
+pub fn status_patch(desired: &OAuthClientStatus) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "latchkey.dev/v1alpha1",
+        "kind": "OAuthClient",
+        "status": desired,
+    })
+}
+
+/// One write to do.
+enum Job {
+    Create(CredentialsToCreate),
+    Status(ObjKey),
+}
+
+/// How a job ended.
+enum Done {
+    Created {
+        owner: ObjKey,
+        secret: ObjKey,
+        ok: bool,
+    },
+    Status {
+        key: ObjKey,
+        written: Option<OAuthClientStatus>,
+    },
+}
+
+/// The writer's state: the latest outcome of every client, and what is queued.
+#[derive(Default)]
+pub struct Plan {
+    outcomes: HashMap<ObjKey, Outcome>,
+    to_create: HashMap<ObjKey, CredentialsToCreate>,
+    /// Credentials Secrets created (or being created) and not yet seen by the watch.
+    created: HashSet<ObjKey>,
+    /// What was written last per client, until the watch echo shows it.
+    written: HashMap<ObjKey, OAuthClientStatus>,
+    statuses: BTreeSet<ObjKey>,
+    in_flight: HashSet<ObjKey>,
+}
+
+fn secret_key(c: &CredentialsToCreate) -> ObjKey {
+    (c.owner.0.clone(), c.secret_name.clone())
+}
+
+impl Plan {
+    /// Take in what the watch resolved.
+    pub fn update(&mut self, changes: Changes) {
+        self.to_create = changes
+            .to_create
+            .into_iter()
+            .map(|c| (c.owner.clone(), c))
+            .collect();
+        for (key, outcome) in changes.outcomes {
+            match outcome {
+                Some(o) => {
+                    if !matches!(o.state, ClientState::CredentialsPending { .. }) {
+                        // Its Secret is seen: a later deletion must be able to recreate it.
+                        self.created.remove(&(key.0.clone(), o.secret_name.clone()));
+                    }
+                    if o.client.status.as_ref().is_some_and(|s| {
+                        self.written
+                            .get(&key)
+                            .is_some_and(|w| same_ignoring_times(w, s))
+                    }) {
+                        self.written.remove(&key);
+                    }
+                    self.outcomes.insert(key.clone(), o);
+                    self.statuses.insert(key);
+                }
+                None => {
+                    self.outcomes.remove(&key);
+                    self.written.remove(&key);
+                    self.statuses.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Queue every client again (a resync, or leadership just gained).
+    pub fn requeue_all(&mut self) {
+        self.statuses.extend(self.outcomes.keys().cloned());
+    }
+
+    /// The next write, if any is due: credentials first.
+    fn next_job(&mut self) -> Option<Job> {
+        let create = self
+            .to_create
+            .values()
+            .find(|c| !self.created.contains(&secret_key(c)) && !self.in_flight.contains(&c.owner))
+            .cloned();
+        if let Some(c) = create {
+            self.created.insert(secret_key(&c));
+            self.in_flight.insert(c.owner.clone());
+            return Some(Job::Create(c));
+        }
+        while let Some(key) = self.statuses.pop_first() {
+            if self.in_flight.contains(&key) {
+                // Checked again when the write in flight is done.
+                continue;
+            }
+            let Some(outcome) = self.outcomes.get(&key) else {
+                continue;
+            };
+            if self
+                .status_to_write(&key, outcome, Time(k8s_openapi::jiff::Timestamp::now()))
+                .is_some()
+            {
+                self.in_flight.insert(key.clone());
+                return Some(Job::Status(key));
+            }
+        }
+        None
+    }
+
+    /// The status this client should be written, or `None` when nothing needs writing.
+    fn status_to_write(
+        &self,
+        key: &ObjKey,
+        outcome: &Outcome,
+        now: Time,
+    ) -> Option<OAuthClientStatus> {
+        if let ClientState::CredentialsPending { secret } = &outcome.state {
+            let creating = self.to_create.contains_key(key)
+                || self.created.contains(&(key.0.clone(), secret.clone()));
+            if creating {
+                return None;
+            }
+        }
+        let desired = status::desired(outcome, now);
+        if !status::needs_write(outcome, &desired) {
+            return None;
+        }
+        if self
+            .written
+            .get(key)
+            .is_some_and(|w| same_ignoring_times(w, &desired))
+        {
+            return None;
+        }
+        Some(desired)
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Created { owner, secret, ok } => {
+                self.in_flight.remove(&owner);
+                if !ok {
+                    self.created.remove(&secret);
+                }
+            }
+            Done::Status { key, written } => {
+                self.in_flight.remove(&key);
+                if let Some(w) = written {
+                    self.written.insert(key, w);
+                }
+            }
+        }
+    }
+}
+
+/// The leader's writer.
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+    token_url: String,
+}
+
 impl Writer {
-    pub fn new(client: Client, cfg: Arc<OperatorConfig>) -> Writer {
+    pub fn new(client: Client, identity: &str, token_url: &str) -> Writer {
         let reporter = Reporter {
             controller: "latchkey".into(),
-            instance: Some(cfg.identity.clone()),
+            instance: Some(identity.to_owned()),
         };
         Writer {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            cfg,
-            written: Mutex::new(HashMap::new()),
-            creating: Mutex::new(HashSet::new()),
+            token_url: token_url.to_owned(),
         }
     }
 
@@ -93,80 +256,47 @@ impl Writer {
         }
     }
 
-    /// Write every status that differs from what its object shows.
-    pub async fn write_statuses(&self, outcomes: &[Outcome]) {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut todo = Vec::new();
+    /// Server-side apply of one status. `Ok(false)`: the object is gone.
+    pub async fn write_status(
+        &self,
+        key: &ObjKey,
+        desired: &OAuthClientStatus,
+    ) -> Result<bool, kube::Error> {
+        let api: Api<OAuthClient> = Api::namespaced(self.client.clone(), &key.0);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(&key.1, &params, &Patch::Apply(&status_patch(desired)))
+            .await
         {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            for outcome in outcomes {
-                let key = key_of(outcome.client.as_ref());
-                let desired = status::desired(outcome, now.clone());
-                if !status::needs_write(outcome, &desired) {
-                    written.remove(&key);
-                    continue;
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn status_job(&self, key: ObjKey, outcome: Outcome, desired: OAuthClientStatus) -> Done {
+        match self.write_status(&key, &desired).await {
+            Ok(true) => {
+                let previous = status::ready(outcome.client.status.as_ref());
+                if let Some(ev) = transition_event(previous, status::ready(Some(&desired))) {
+                    self.event(&outcome.client, ev).await;
                 }
-                if written
-                    .get(&key)
-                    .is_some_and(|w| same_ignoring_times(w, &desired))
-                {
-                    continue;
+                Done::Status {
+                    key,
+                    written: Some(desired),
                 }
-                todo.push((key, outcome.client.clone(), desired));
+            }
+            Ok(false) => Done::Status { key, written: None },
+            Err(e) => {
+                tracing::warn!(client = %format!("{}/{}", key.0, key.1), error = %e, "status not written");
+                Done::Status { key, written: None }
             }
         }
-        futures::stream::iter(todo)
-            .for_each_concurrent(CONCURRENCY, |(key, client, desired)| async move {
-                let api: Api<OAuthClient> = Api::namespaced(self.client.clone(), &key.0);
-                let patch = serde_json::json!({
-                    "apiVersion": "latchkey.dev/v1alpha1",
-                    "kind": "OAuthClient",
-                    "status": desired,
-                });
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                match api.patch_status(&key.1, &params, &Patch::Apply(&patch)).await {
-                    Ok(_) => {
-                        let previous = status::ready(client.status.as_ref());
-                        if let Some(ev) = transition_event(previous, status::ready(Some(&desired))) {
-                            self.event(&client, ev).await;
-                        }
-                        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key, desired);
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => tracing::warn!(client = %format!("{}/{}", key.0, key.1), error = %e, "status not written"),
-                }
-            })
-            .await;
     }
 
-    /// Create the generated credentials that are missing. A Secret that appeared meanwhile is
-    /// left as it is (create fails with a conflict): a secret value is never overwritten.
+    /// Create one credentials Secret. A Secret that appeared meanwhile is left as it is
+    /// (create fails with a conflict): a secret value is never overwritten.
     pub async fn create_credentials(
-        &self,
-        to_create: &[CredentialsToCreate],
-        clients: &HashMap<ObjKey, Arc<OAuthClient>>,
-    ) {
-        let todo: Vec<_> = {
-            let mut creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-            to_create
-                .iter()
-                .filter(|c| creating.insert((c.owner.0.clone(), c.secret_name.clone())))
-                .filter_map(|c| clients.get(&c.owner).map(|o| (c.clone(), o.clone())))
-                .collect()
-        };
-        futures::stream::iter(todo)
-            .for_each_concurrent(CONCURRENCY, |(create, owner)| async move {
-                let key = (create.owner.0.clone(), create.secret_name.clone());
-                let result = self.create_one(&create, &owner).await;
-                self.creating.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                if let Err(e) = result {
-                    tracing::warn!(secret = %format!("{}/{}", key.0, key.1), error = %e, "credentials not created");
-                }
-            })
-            .await;
-    }
-
-    async fn create_one(
         &self,
         create: &CredentialsToCreate,
         owner: &OAuthClient,
@@ -176,43 +306,119 @@ impl Writer {
             &create.secret_name,
             &create.client_id,
             &credentials::random_secret()?,
-            &self.cfg.token_url,
+            &self.token_url,
         );
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &create.owner.0);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
-                let (reason, note, type_) = if create.recreate {
-                    (
-                        "CredentialsRecreated",
-                        format!(
-                            "generated Secret {} was missing: made it again with a new client secret (client id kept)",
-                            create.secret_name
-                        ),
-                        EventType::Warning,
-                    )
-                } else {
-                    (
-                        "CredentialsCreated",
-                        format!(
-                            "generated Secret {} with new credentials",
-                            create.secret_name
-                        ),
-                        EventType::Normal,
-                    )
-                };
-                tracing::info!(client = %format!("{}/{}", create.owner.0, create.owner.1), secret = %create.secret_name, reason, "credentials written");
-                let ev = Event {
-                    type_,
-                    reason: reason.into(),
-                    note: Some(note),
-                    action: "CreateCredentials".into(),
-                    secondary: None,
-                };
-                self.event(owner, ev).await;
+                tracing::debug!(client = %format!("{}/{}", create.owner.0, create.owner.1), secret = %create.secret_name, "credentials written");
+                if create.recreate {
+                    let note = format!(
+                        "generated Secret {} was missing: made it again with a new client secret (client id kept)",
+                        create.secret_name
+                    );
+                    tracing::warn!(client = %format!("{}/{}", create.owner.0, create.owner.1), "{note}");
+                    let ev = Event {
+                        type_: EventType::Warning,
+                        reason: "CredentialsRecreated".into(),
+                        note: Some(note),
+                        action: "CreateCredentials".into(),
+                        secondary: None,
+                    };
+                    self.event(owner, ev).await;
+                }
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_job(
+        &self,
+        create: CredentialsToCreate,
+        owner: Option<Arc<OAuthClient>>,
+    ) -> Done {
+        let secret = secret_key(&create);
+        let key = create.owner.clone();
+        let Some(owner) = owner else {
+            return Done::Created {
+                owner: key,
+                secret,
+                ok: false,
+            };
+        };
+        let ok = match self.create_credentials(&create, &owner).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(secret = %format!("{}/{}", secret.0, secret.1), error = %e, "credentials not created");
+                false
+            }
+        };
+        Done::Created {
+            owner: key,
+            secret,
+            ok,
+        }
+    }
+
+    /// Run until `shutdown`: take changes from the watch, write while leading.
+    pub async fn run(
+        self,
+        mut changes: mpsc::UnboundedReceiver<Changes>,
+        mut leading: watch::Receiver<bool>,
+        on_leading: impl Fn(bool) + Send,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut plan = Plan::default();
+        let mut in_flight = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(RESYNC);
+        loop {
+            if *leading.borrow() {
+                while in_flight.len() < CONCURRENCY {
+                    let Some(job) = plan.next_job() else { break };
+                    let fut = match job {
+                        Job::Create(c) => {
+                            let owner = plan.outcomes.get(&c.owner).map(|o| o.client.clone());
+                            futures::future::Either::Left(self.create_job(c, owner))
+                        }
+                        Job::Status(key) => {
+                            let now = Time(k8s_openapi::jiff::Timestamp::now());
+                            let outcome = plan.outcomes.get(&key).cloned();
+                            let desired = outcome
+                                .as_ref()
+                                .and_then(|o| plan.status_to_write(&key, o, now));
+                            match (outcome, desired) {
+                                (Some(o), Some(d)) => {
+                                    futures::future::Either::Right(self.status_job(key, o, d))
+                                }
+                                _ => {
+                                    plan.finish(Done::Status { key, written: None });
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    in_flight.push(fut);
+                }
+            }
+            tokio::select! {
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => plan.finish(done),
+                c = changes.recv() => match c {
+                    Some(c) => plan.update(c),
+                    None => return,
+                },
+                r = leading.changed() => {
+                    if r.is_err() { return }
+                    let now_leading = *leading.borrow();
+                    on_leading(now_leading);
+                    if now_leading {
+                        plan.requeue_all();
+                    }
+                }
+                _ = tick.tick() => plan.requeue_all(),
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
@@ -233,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn events_only_on_ready_transitions() {
+    fn events_only_when_a_client_stops_or_cannot_serve() {
         assert!(
             transition_event(
                 Some(&cond("True", "Registered")),
@@ -241,10 +447,9 @@ mod tests {
             )
             .is_none()
         );
-        let ev = transition_event(None, Some(&cond("True", "Registered"))).unwrap();
-        assert_eq!(
-            (ev.type_, ev.reason.as_str()),
-            (EventType::Normal, "Registered")
+        assert!(
+            transition_event(None, Some(&cond("True", "Registered"))).is_none(),
+            "becoming ready is routine: no Event"
         );
         let ev = transition_event(
             Some(&cond("True", "Registered")),
@@ -252,5 +457,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ev.type_, EventType::Warning);
+        assert!(
+            transition_event(
+                Some(&cond("False", "ClientIdConflict")),
+                Some(&cond("False", "ClientIdConflict"))
+            )
+            .is_none()
+        );
     }
 }

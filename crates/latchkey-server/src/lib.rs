@@ -9,6 +9,7 @@ pub mod app;
 pub mod basic_auth;
 pub mod discovery;
 pub mod error;
+pub mod file_read;
 pub mod form;
 pub mod metrics;
 pub mod response;

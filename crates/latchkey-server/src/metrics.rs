@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::throttle::By;
 use latchkey_core::{
     ErrorCode, Registry,
-    keyring::{KeyEvent, KeyRing},
+    keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -64,6 +64,7 @@ pub struct Metrics {
     /// metrics are read.
     active_since: std::sync::atomic::AtomicU64,
     next_rotation: Gauge,
+    next_activation: Gauge,
     rotations: Counter,
     revocations: Counter,
     throttled: Family<ThrottleLabels, Counter>,
@@ -162,6 +163,12 @@ impl Metrics {
             "Unix time the active key is due to be replaced (0: rotation off)",
             next_rotation.clone(),
         );
+        let next_activation = Gauge::default();
+        registry.register(
+            "signing_key_next_activation_timestamp_seconds",
+            "Unix time the published next key starts signing (0: none); minus its publication, the lead verifiers get",
+            next_activation.clone(),
+        );
         let rotations = Counter::default();
         registry.register(
             "key_rotations",
@@ -211,6 +218,7 @@ impl Metrics {
             key_age,
             active_since: std::sync::atomic::AtomicU64::new(0),
             next_rotation,
+            next_activation,
             rotations,
             revocations,
         }
@@ -243,8 +251,9 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    /// Record the key ring now serving; `next_rotation` in Unix seconds when rotation is on.
-    pub fn observe_key_ring(&self, ring: &KeyRing, next_rotation: Option<u64>) {
+    /// Record the key ring now serving under `policy`: its keys, when the active one is due
+    /// and when a published next key starts signing.
+    pub fn observe_key_ring(&self, ring: &KeyRing, policy: &RotationPolicy) {
         self.signing_keys.clear();
         for key in &ring.keys {
             let labels = KeyLabels {
@@ -259,8 +268,10 @@ impl Metrics {
             .map_or(0, |k| k.activated_at.unwrap_or(k.created_at));
         self.active_since
             .store(since, std::sync::atomic::Ordering::Relaxed);
-        self.next_rotation
-            .set(next_rotation.map_or(0, |t| t as i64));
+        let at = |t: Option<u64>| t.map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
+        self.next_rotation.set(at(ring.next_rotation_at(policy)));
+        self.next_activation
+            .set(at(ring.next_activation_at(policy)));
     }
 
     /// Count what the leader did to the keys.
@@ -350,5 +361,37 @@ mod tests {
             r#"latchkey_token_requests_total{result="invalid_request",grant_type="other"} 1"#
         ));
         assert!(text.contains("latchkey_token_request_duration_seconds_count 3"));
+    }
+
+    #[test]
+    fn the_next_keys_activation_is_a_gauge() {
+        use latchkey_core::{SigningAlgorithm, keyring::KidStrategy};
+        let policy = RotationPolicy {
+            alg: SigningAlgorithm::EdDSA,
+            rsa_bits: 2048,
+            kid: KidStrategy::Thumbprint,
+            rotation_period: Duration::from_secs(86_400),
+            verifier_cache: Duration::from_secs(7800),
+            clock_skew: Duration::from_secs(60),
+            max_token_lifetime: Duration::from_secs(3600),
+        };
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let m = Metrics::new();
+        let mut ring = KeyRing::bootstrap(&policy, t0).unwrap();
+        m.observe_key_ring(&ring, &policy);
+        let text = m.encode();
+        assert!(
+            text.contains("latchkey_signing_key_next_activation_timestamp_seconds 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("latchkey_signing_key_next_rotation_timestamp_seconds 1800086400\n"));
+        ring.request_rotation(&policy, t0).unwrap();
+        ring.advance(&policy, t0).unwrap();
+        m.observe_key_ring(&ring, &policy);
+        let text = m.encode();
+        assert!(
+            text.contains("latchkey_signing_key_next_activation_timestamp_seconds 1800007800\n"),
+            "{text}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -82,47 +82,83 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, ServerE
     Ok(Arc::new(config))
 }
 
-/// What identifies a file's version: modification time and length (also across the symlink
-/// swaps of mounted Kubernetes Secrets, which `metadata` follows).
-fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+/// The largest certificate chain or key file read.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+fn read_pem(p: &Path) -> Result<Vec<u8>, ServerError> {
+    let io = |source| ServerError::Io {
+        what: p.display().to_string(),
+        source,
+    };
+    crate::file_read::read_bounded(p, MAX_PEM_BYTES)
+        .map_err(io)?
+        .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))
 }
 
-/// Load a certificate and key from files.
+/// What identifies the files' version: a digest of their content (also across the symlink
+/// swaps of mounted Kubernetes Secrets, which reads follow); `None` when unreadable.
+fn fingerprint(cert: &Path, key: &Path) -> Option<[u8; 32]> {
+    let c = read_pem(cert).ok()?;
+    let k = read_pem(key).ok()?;
+    Some(crate::file_read::digest(&[&c, &k]))
+}
+
+/// Load a certificate and key from files; an error names the file at fault.
 pub fn load_files(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| ServerError::Io {
-            what: p.display().to_string(),
-            source,
-        })
-    };
-    certified_key_from_pem(&read(cert)?, &read(key)?)
+    let (cert_pem, key_pem) = (read_pem(cert)?, read_pem(key)?);
+    certified_key_from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+        ServerError::Tls(m) if m.starts_with("key PEM") => {
+            ServerError::Tls(format!("{}: {m}", key.display()))
+        }
+        ServerError::Tls(m) if m.starts_with("certificate and key") => {
+            ServerError::Tls(format!("{} and {}: {m}", cert.display(), key.display()))
+        }
+        ServerError::Tls(m) => ServerError::Tls(format!("{}: {m}", cert.display())),
+        other => other,
+    })
+}
+
+/// `f` on a blocking thread, so a slow file system never stalls the request workers.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// A certificate chain file and its key file.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Reload the store whenever the files change, until `shutdown` fires. A bad pair is logged
 /// and the previous certificate keeps serving.
 pub async fn watch_files(
     store: Arc<CertStore>,
-    cert: PathBuf,
-    key: PathBuf,
+    files: TlsFiles,
     every: Duration,
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut seen = (fingerprint(&cert), fingerprint(&key));
+    let TlsFiles { cert, key } = files;
+    let (c, k) = (cert.clone(), key.clone());
+    let mut seen = off_runtime(move || fingerprint(&c, &k)).await.flatten();
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let now = (fingerprint(&cert), fingerprint(&key));
+        let (c, k) = (cert.clone(), key.clone());
+        let now = off_runtime(move || fingerprint(&c, &k)).await.flatten();
         if now == seen {
             continue;
         }
         seen = now;
-        match load_files(&cert, &key) {
+        let (c, k) = (cert.clone(), key.clone());
+        let Some(loaded) = off_runtime(move || load_files(&c, &k)).await else {
+            continue;
+        };
+        match loaded {
             Ok(k) => {
                 store.replace(k);
                 metrics.observe_reload("tls", true);

@@ -91,15 +91,11 @@ pub struct ServeArgs {
     /// The `iss` claim of every token.
     #[arg(long, env = "LATCHKEY_ISSUER", default_value = apk::ISSUER)]
     pub issuer: String,
-    /// Token lifetime for clients that set none (e.g. 3600s, 1h).
-    #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
-    pub token_lifetime: Duration,
+    #[command(flatten)]
+    pub timing: TimingArgs,
     /// Base URL advertised in discovery documents (default: from the request's Host).
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// How long verifiers may cache the JWKS (Cache-Control max-age).
-    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
-    pub jwks_max_age: Duration,
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -157,11 +153,38 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Where the self-signed certificate (and, standalone, the signing key) are kept.
-    #[arg(long, env = "LATCHKEY_STATE_DIR", default_value = "./.latchkey")]
+    #[arg(long, env = "LATCHKEY_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// How often the clients files and TLS files are checked for changes.
     #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+}
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "./.latchkey";
+
+/// Token lifetime and JWKS caching: they set how long tokens live and how long keys stay
+/// published, so the server and `latchkey keys` read them from one declaration.
+#[derive(Debug, Clone, Args)]
+pub struct TimingArgs {
+    /// Token lifetime for clients that set none (e.g. 3600s, 1h).
+    #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
+    /// How long verifiers may cache the JWKS (Cache-Control max-age).
+    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
+    pub jwks_max_age: Duration,
+}
+
+/// The Secret (in Latchkey's namespace) holding the signing keys in a cluster.
+#[derive(Debug, Clone, Args)]
+pub struct KeysSecretArg {
+    /// Name of the Secret (in --namespace) holding the signing keys.
+    #[arg(
+        long,
+        env = "LATCHKEY_KEYS_SECRET",
+        default_value = "latchkey-signing-keys"
+    )]
+    pub keys_secret: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,6 +222,11 @@ pub struct KeyArgs {
     /// this much longer than the longest token it signed.
     #[arg(long, env = "LATCHKEY_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
     pub clock_skew: Duration,
+    /// The longest any verifier keeps the JWKS, whatever its max-age says (APK's router: 2h):
+    /// a next key is published this long before it signs. Never less than two --jwks-max-age,
+    /// which is also the default.
+    #[arg(long, env = "LATCHKEY_VERIFIER_CACHE", value_parser = parse_duration)]
+    pub verifier_cache: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,12 +237,13 @@ pub enum KidStrategyArg {
 
 impl KeyArgs {
     /// The key policy these flags describe, with `default` strategy when none is given; the
-    /// JWKS cache period and token lifetime come from the serving flags.
+    /// JWKS max-age and token lifetime come from the timing flags. Two max-ages bound the
+    /// verifier cache from below: a cache between Latchkey and a verifier may double the age
+    /// of the set the verifier holds.
     pub fn policy(
         &self,
         default: KidStrategyArg,
-        cache_period: Duration,
-        token_lifetime: Duration,
+        timing: &TimingArgs,
     ) -> latchkey_core::keyring::RotationPolicy {
         use latchkey_core::keyring::{KidStrategy, RotationPolicy};
         RotationPolicy {
@@ -225,9 +254,12 @@ impl KeyArgs {
                 KidStrategyArg::Static => KidStrategy::Static(self.kid.clone()),
             },
             rotation_period: self.rotation_period,
-            cache_period,
+            verifier_cache: self
+                .verifier_cache
+                .unwrap_or_default()
+                .max(2 * timing.jwks_max_age),
             clock_skew: self.clock_skew,
-            max_token_lifetime: token_lifetime,
+            max_token_lifetime: timing.token_lifetime,
         }
     }
 }
@@ -248,31 +280,24 @@ pub struct KeysTarget {
     /// Namespace of the keys Secret (default: the kubeconfig's).
     #[arg(long, env = "LATCHKEY_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Name of the keys Secret.
-    #[arg(
-        long,
-        env = "LATCHKEY_KEYS_SECRET",
-        default_value = "latchkey-signing-keys"
-    )]
-    pub keys_secret: String,
+    #[command(flatten)]
+    pub keys_secret: KeysSecretArg,
     /// In a cluster, how long to wait for the leader to carry out a request.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub wait: Duration,
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Standalone: the JWKS cache period the server uses (a new key waits two of them).
-    #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
-    pub jwks_max_age: Duration,
-    /// Standalone: the server's token lifetime.
-    #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
-    pub token_lifetime: Duration,
+    /// Standalone: the server's timing, which the key schedule follows.
+    #[command(flatten)]
+    pub timing: TimingArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysAction {
     /// List every key with its state and times.
     List(KeysTarget),
-    /// Start a rotation now: a next key is published and signs after two JWKS cache periods.
+    /// Start a rotation now: a next key is published and signs after the lead time
+    /// (--verifier-cache, at least two JWKS max-ages).
     Rotate(KeysTarget),
     /// Remove a compromised key at once and promote the next: its tokens stop verifying.
     Revoke {
@@ -317,13 +342,8 @@ pub struct RunArgs {
     /// How often the Lease is acquired or renewed.
     #[arg(long, env = "LATCHKEY_LEASE_RETRY", default_value = "2s", value_parser = parse_duration)]
     pub lease_retry: Duration,
-    /// Name of the Secret (in --namespace) holding the signing keys.
-    #[arg(
-        long,
-        env = "LATCHKEY_KEYS_SECRET",
-        default_value = "latchkey-signing-keys"
-    )]
-    pub keys_secret: String,
+    #[command(flatten)]
+    pub keys_secret: KeysSecretArg,
     /// `tokenUrl` written into generated credentials (default:
     /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
     #[arg(long, env = "LATCHKEY_TOKEN_URL")]
@@ -332,7 +352,7 @@ pub struct RunArgs {
 
 fn parse_rsa_bits(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
-        Ok(bits) if latchkey_core::keys::RSA_BITS.contains(&bits) => Ok(bits),
+        Ok(bits) if latchkey_core::signing::RSA_BITS.contains(&bits) => Ok(bits),
         _ => Err(format!("{text:?} is not one of 2048, 3072, 4096")),
     }
 }
@@ -365,7 +385,7 @@ mod tests {
         assert_eq!(a.serve.listen.to_string(), "0.0.0.0:9095");
         assert_eq!(a.serve.admin_listen.to_string(), "127.0.0.1:9096");
         assert_eq!(a.serve.issuer, "https://idp.am.wso2.com/token");
-        assert_eq!(a.serve.token_lifetime, Duration::from_secs(3600));
+        assert_eq!(a.serve.timing.token_lifetime, Duration::from_secs(3600));
         assert_eq!(a.keys.kid, "gateway_certificate_alias");
         assert_eq!(a.keys.key_alg, KeyAlg::Rs256);
         assert_eq!(a.keys.rsa_bits, 2048);
@@ -391,6 +411,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn shared_flags_have_one_default_everywhere() {
+        let keys = Cli::try_parse_from(["latchkey", "keys", "list"]).unwrap();
+        let Command::Keys(k) = keys.command else {
+            panic!("keys parses as Keys")
+        };
+        let run = Cli::try_parse_from(["latchkey", "run"]).unwrap();
+        let Command::Run(r) = run.command else {
+            panic!("run parses as Run")
+        };
+        let t = &k.action.target().timing;
+        assert_eq!(t.jwks_max_age, r.serve.timing.jwks_max_age);
+        assert_eq!(t.token_lifetime, r.serve.timing.token_lifetime);
+        assert_eq!(
+            k.action.target().keys_secret.keys_secret,
+            r.keys_secret.keys_secret
+        );
+    }
+
+    #[test]
+    fn the_lead_time_is_the_verifier_cache_and_at_least_two_max_ages() {
+        let lead = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["latchkey", "standalone"], args].concat()).unwrap();
+            let Command::Standalone(a) = cli.command else {
+                panic!("standalone parses as Standalone")
+            };
+            let policy = a.keys.policy(KidStrategyArg::Thumbprint, &a.serve.timing);
+            policy.lead_time().as_secs()
+        };
+        assert_eq!(lead(&[]), 600, "two 5 min max-ages, as before the flag");
+        assert_eq!(lead(&["--jwks-max-age", "1m"]), 120);
+        assert_eq!(lead(&["--verifier-cache", "2h10m"]), 7800);
+        assert_eq!(
+            lead(&["--verifier-cache", "1m"]),
+            600,
+            "never shorter than verifiers honouring max-age need"
+        );
     }
 
     #[test]

@@ -2,40 +2,17 @@
 
 use std::sync::{Arc, atomic::AtomicBool};
 
-use latchkey_core::{
-    Issuer, KeySet, Registry, TokenSettings,
-    keyring::{KeyEvent, KeyRing},
-};
-use latchkey_operator::{Observer, OperatorConfig};
+use latchkey_core::{Issuer, Registry, TokenSettings};
+use latchkey_operator::{Operator, OperatorConfig};
 use latchkey_server::Metrics;
 use tokio::sync::watch;
 
 use crate::{
     cli::{KidStrategyArg, RunArgs},
     error::Error,
+    observe::MetricsObserver,
     serving,
 };
-
-/// Operator events become metrics.
-struct MetricsObserver(Arc<Metrics>);
-
-impl Observer for MetricsObserver {
-    fn registry_swapped(&self, registry: &Registry) {
-        self.0.observe_registry(registry);
-    }
-    fn keys_swapped(&self, _keys: &KeySet, ring: &KeyRing, next_rotation: Option<u64>) {
-        self.0.observe_key_ring(ring, next_rotation);
-    }
-    fn key_events(&self, events: &[KeyEvent]) {
-        self.0.observe_key_events(events);
-    }
-    fn api_contact(&self) {
-        self.0.observe_sync(serving::unix_now());
-    }
-    fn leading(&self, leading: bool) {
-        self.0.observe_leader(leading);
-    }
-}
 
 /// This replica's name in the Lease: the flag, else the pod name, else host and process id.
 fn identity(args: &RunArgs) -> String {
@@ -50,11 +27,9 @@ fn identity(args: &RunArgs) -> String {
 
 /// A client for `KUBECONFIG` (or `~/.kube/config`), else the in-cluster configuration.
 pub async fn kube_client() -> Result<kube::Client, Error> {
-    kube::Client::try_default().await.map_err(|e| {
-        Error::Config(format!(
-            "no Kubernetes API to talk to (KUBECONFIG or in-cluster config): {e}"
-        ))
-    })
+    kube::Client::try_default()
+        .await
+        .map_err(|e| Error::NoCluster(e.to_string()))
 }
 
 pub async fn run(args: RunArgs) -> Result<(), Error> {
@@ -76,7 +51,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     });
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
-        default_lifetime: args.serve.token_lifetime,
+        default_lifetime: args.serve.timing.token_lifetime,
     };
     serving::check_lifetime(&settings)?;
     let cfg = OperatorConfig {
@@ -86,12 +61,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         identity: identity(&args),
         lease_duration: args.lease_duration,
         retry_period: args.lease_retry,
-        keys_secret: args.keys_secret.clone(),
-        key_policy: args.keys.policy(
-            KidStrategyArg::Thumbprint,
-            args.serve.jwks_max_age,
-            args.serve.token_lifetime,
-        ),
+        keys_secret: args.keys_secret.keys_secret.clone(),
+        key_policy: args
+            .keys
+            .policy(KidStrategyArg::Thumbprint, &args.serve.timing),
         token_url,
     };
     if !cfg.key_policy.rotates() {
@@ -109,12 +82,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let (app, admin) =
         serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let observer = Arc::new(MetricsObserver(metrics));
-    let operator = latchkey_operator::run(client, cfg, issuer, observer, ready, shutdown_rx);
-    let operator = async move {
-        operator
-            .await
-            .map_err(|e| Error::Config(format!("operator stopped: {e}")))
+    let operator = Operator {
+        client,
+        cfg,
+        issuer,
+        observer: Arc::new(MetricsObserver(metrics)),
+        ready,
     };
+    let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await
 }

@@ -169,7 +169,7 @@ fn writer_loop(rx: Receiver<Msg>, mut out: impl Write, dropped: Arc<AtomicU64>, 
 /// Start logging to stdout through a queue of `buffer_lines` lines.
 pub fn init(format: LogFormat, filter: &str, buffer_lines: usize) -> Result<LogGuard, Error> {
     let filter = EnvFilter::try_new(filter)
-        .map_err(|e| Error::Config(format!("--log-level {filter:?}: {e}")))?;
+        .map_err(|e| Error::Usage(format!("--log-level {filter:?}: {e}")))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let (tx, rx) = mpsc::sync_channel(buffer_lines.max(16));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -181,7 +181,7 @@ pub fn init(format: LogFormat, filter: &str, buffer_lines: usize) -> Result<LogG
                 let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
                 writer_loop(rx, out, dropped, format);
             })
-            .map_err(|e| Error::Config(format!("logging: {e}")))?
+            .map_err(|e| Error::Logging(e.to_string()))?
     };
     let writer = QueueWriter {
         tx: tx.clone(),
@@ -199,7 +199,7 @@ pub fn init(format: LogFormat, filter: &str, buffer_lines: usize) -> Result<LogG
             .with_current_span(false)
             .try_init(),
     };
-    result.map_err(|e| Error::Config(format!("logging: {e}")))?;
+    result.map_err(|e| Error::Logging(e.to_string()))?;
     let _ = DROPPED.set(dropped.clone());
     Ok(LogGuard {
         tx,

@@ -6,8 +6,10 @@ mod cluster;
 mod crd;
 mod error;
 mod files;
-mod keys_cmd;
+mod keys_command;
+mod load_error;
 mod logging;
+mod observe;
 mod self_signed;
 mod serving;
 mod standalone;
@@ -31,7 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
-        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_cmd::run(args))),
+        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_command::run(args))),
         Command::Run(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.
@@ -65,5 +67,5 @@ fn runtime() -> Result<tokio::runtime::Runtime, error::Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| error::Error::Config(format!("cannot start the async runtime: {e}")))
+        .map_err(error::Error::Runtime)
 }

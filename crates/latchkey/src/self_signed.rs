@@ -62,7 +62,7 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<(String, Stri
         sans: wanted,
         not_after_unix: not_after.unix_timestamp(),
     };
-    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Config(e.to_string()))?;
+    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| Error::SelfSigned(e.to_string()))?;
     files::write_atomic(&dir.join(META_FILE), &meta, false)?;
     tracing::info!(dir = %dir.display(), "made a self-signed serving certificate");
     Ok((cert, key))
@@ -72,14 +72,14 @@ fn generate(
     sans: &[String],
     now: OffsetDateTime,
 ) -> Result<(String, String, OffsetDateTime), Error> {
-    let failed = |e: rcgen::Error| Error::Config(format!("self-signed certificate: {e}"));
+    let failed = |e: rcgen::Error| Error::SelfSigned(e.to_string());
     for san in sans {
         if san.parse::<IpAddr>().is_err()
             && !san
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b))
         {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "--tls-san {san:?} is neither a DNS name nor an IP address"
             )));
         }

@@ -31,7 +31,7 @@ pub fn unix_now() -> f64 {
 pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Error> {
     let max = latchkey_core::client::MAX_TOKEN_LIFETIME;
     if settings.default_lifetime.is_zero() || settings.default_lifetime > max {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--token-lifetime must be between 1s and {}s",
             max.as_secs()
         )));
@@ -58,7 +58,7 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
     AppConfig {
         public_url: args.public_url.clone(),
         scheme: if args.plaintext { "http" } else { "https" },
-        jwks_max_age: args.jwks_max_age,
+        jwks_max_age: args.timing.jwks_max_age,
         throttle: ThrottleConfig {
             burst: args.auth_failure_burst.max(1),
             per_second: args.auth_failure_rate.max(0.0),
@@ -108,7 +108,7 @@ fn admin_thread(
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>, Error> {
-    let config = |e: std::io::Error| Error::Config(format!("admin listener: {e}"));
+    let config = Error::Runtime;
     listener.set_nonblocking(true).map_err(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,10 +143,13 @@ fn tls(
     let store = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let store = CertStore::new(tls::load_files(cert, key)?);
+            let files = tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
             tokio::spawn(tls::watch_files(
                 store.clone(),
-                cert.clone(),
-                key.clone(),
+                files,
                 reload_every,
                 metrics.clone(),
                 shutdown.clone(),

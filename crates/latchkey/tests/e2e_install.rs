@@ -536,6 +536,59 @@ fn helm_lint_and_template_with_several_value_sets() {
     }
 }
 
+/// APK's router keeps the JWKS 2 h and never refetches on an unknown kid: with the APK
+/// integration on, a next key is published at least 2 h 10 min before it signs.
+#[test]
+fn with_apk_next_keys_are_published_a_router_cache_ahead() {
+    // `helm template` talks to no cluster: rendered with an empty kubeconfig, so this runs
+    // without the control plane (but never without helm).
+    let render = |sets: &[&str]| -> Result<Vec<Value>, String> {
+        let chart = chart();
+        let mut args = vec!["template", "latchkey", chart.as_str(), "--namespace", "lk"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let out = Command::new(root().join("target/testenv/bin/helm"))
+            .env("KUBECONFIG", "/dev/null")
+            .args(&args)
+            .output()
+            .expect("run helm (built by tests/testenv into target/testenv/bin)");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(documents(&String::from_utf8(out.stdout).unwrap()))
+    };
+    let verifier_cache = |sets: &[&str]| -> Vec<String> {
+        let docs = render(sets).unwrap();
+        args_of(find(&docs, "Deployment"))
+            .into_iter()
+            .filter(|a| a.starts_with("--verifier-cache"))
+            .collect()
+    };
+    // Without APK: the flag is left out and the lead stays two jwksMaxAge, as before.
+    assert_eq!(verifier_cache(&[]), Vec::<String>::new());
+    assert_eq!(
+        verifier_cache(&["apk.enabled=true"]),
+        ["--verifier-cache=7800s"]
+    );
+    // A longer cache of another verifier wins; a shorter one cannot undercut APK's.
+    assert_eq!(
+        verifier_cache(&["apk.enabled=true", "signingKeys.verifierCacheSeconds=14400"]),
+        ["--verifier-cache=14400s"]
+    );
+    assert_eq!(
+        verifier_cache(&["apk.enabled=true", "signingKeys.verifierCacheSeconds=600"]),
+        ["--verifier-cache=7800s"]
+    );
+    assert_eq!(
+        verifier_cache(&["signingKeys.verifierCacheSeconds=900"]),
+        ["--verifier-cache=900s"]
+    );
+    // The schema refuses a margin below APK's own 2 h.
+    let err = render(&["apk.enabled=true", "apk.verifierCacheSeconds=3600"]).unwrap_err();
+    assert!(err.contains("verifierCacheSeconds"), "{err}");
+}
+
 #[test]
 fn the_token_issuer_renders_valid_for_apks_crd() {
     install_token_issuer_crd();

@@ -931,9 +931,11 @@ fn keys_rotate_under_load_without_a_single_verification_failure() {
             kube::Api::namespaced(client().await, &ns.0);
         let old = api.get("latchkey-signing-keys").await.unwrap();
         let old_rv = old.metadata.resource_version.clone().unwrap();
-        let old_ring =
-            latchkey_operator::keys::read(&old, &latchkey_core::keyring::KidStrategy::Thumbprint)
-                .unwrap();
+        let old_ring = latchkey_operator::key_secret::read(
+            &old,
+            &latchkey_core::keyring::KidStrategy::Thumbprint,
+        )
+        .unwrap();
         let mut newer_rv = old_rv.clone();
         for _ in 0..50 {
             newer_rv = api
@@ -949,7 +951,7 @@ fn keys_rotate_under_load_without_a_single_verification_failure() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_ne!(newer_rv, old_rv, "the leader never wrote again");
-        let err = latchkey_operator::keys::replace(
+        let err = latchkey_operator::key_secret::replace(
             &api,
             "latchkey-signing-keys",
             &old_ring,
@@ -991,10 +993,12 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The lead is the server's (two 1 s max-ages), stored with the key, although this command
+    // runs with the default flags (a 10 min lead).
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("next"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains("next") && stdout.contains("(2s after it was published)"),
+        "{stdout}"
     );
     assert!(eventually(Duration::from_secs(15), || {
         keys_ring(&ns.0)["keys"]
@@ -1006,6 +1010,11 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
     let out = cli(&["revoke", &first]);
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("APK's router keeps the JWKS"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -1023,9 +1032,14 @@ fn keys_cli_rotates_and_revokes_through_the_leader() {
         events.contains("KeyRevoked") && events.contains("KeyActivated"),
         "no key Events"
     );
+    assert!(
+        events.contains("restart its router pods"),
+        "the KeyRevoked Event says what to do beside APK: {events}"
+    );
     let metrics = server.admin_get("/metrics").text();
     assert!(
-        metrics.contains("latchkey_key_revocations_total 1"),
+        metrics.contains("latchkey_key_revocations_total 1")
+            && metrics.contains("latchkey_signing_key_next_activation_timestamp_seconds"),
         "{metrics}"
     );
 }

@@ -73,7 +73,8 @@ fn mutated(base: &'static str) -> impl Strategy<Value = String> {
 fn read_client(text: &str) {
     if let Ok(client) = serde_norway::from_str::<OAuthClient>(text) {
         let id = client.spec.client_id.clone().unwrap_or_default();
-        let _ = client_spec(&client.spec, &id, b"secret", "fuzz".into());
+        let digest = latchkey_core::SecretDigest::of(b"secret");
+        let _ = client_spec(&client.spec, &id, digest, "fuzz".into());
     }
 }
 
@@ -95,7 +96,7 @@ proptest! {
     #[test]
     fn a_mutated_secret_never_panics(text in mutated(SECRET)) {
         if let Ok(secret) = serde_norway::from_str::<Secret>(&text) {
-            let _ = latchkey_api::secret::value(&secret, "clientSecret");
+            let _ = latchkey_api::secret_data::value(&secret, "clientSecret");
         }
     }
 }

@@ -1,16 +1,22 @@
 //! `latchkey standalone`: the token service with no cluster, from YAML files and a local state
-//! directory.
+//! directory. The rules are the cluster's (the one client resolver, the one key driver); only
+//! the stores differ: files here, Kubernetes objects there.
 
-pub mod clients;
-pub mod keys;
+pub mod client_files;
+pub mod key_file;
 
 use std::{
     path::PathBuf,
     sync::{Arc, atomic::AtomicBool},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
-use latchkey_core::{Issuer, TokenSettings, keyring::RotationPolicy};
+use latchkey_core::{
+    Issuer, TokenSettings,
+    key_driver::{self, KeyRequests},
+    store::DocumentStore,
+};
+use latchkey_operator::key_driver::KeyDriver;
 use latchkey_server::Metrics;
 use tokio::sync::watch;
 
@@ -18,174 +24,166 @@ use crate::{
     cli::{KidStrategyArg, StandaloneArgs},
     error::Error,
     files,
+    observe::MetricsObserver,
     serving::{self, unix_now},
 };
+use key_file::KeyFile;
+
+/// `f` on a blocking thread: file reads never stall the request workers.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))
+}
 
 pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let state_dir = &args.serve.state_dir;
     files::ensure_private_dir(state_dir)?;
-    let policy = args.keys.policy(
-        KidStrategyArg::Static,
-        args.serve.jwks_max_age,
-        args.serve.token_lifetime,
-    );
-    let (ring, ()) = keys::update(state_dir, &policy, |ring| {
-        keys::check_static_alg(state_dir, ring, &policy)?;
-        ring.advance(&policy, std::time::SystemTime::now())?;
-        Ok(())
-    })?;
+    let policy = args.keys.policy(KidStrategyArg::Static, &args.serve.timing);
     if !policy.rotates() {
         tracing::info!(kid = %args.keys.kid, "static kid: automatic key rotation is off");
     }
-    let keys = ring.key_set()?;
-    let registry = match &args.clients {
+    let (registry, loaded) = match &args.clients {
         Some(path) => {
-            let registry = clients::load(path)?;
+            let p = path.clone();
+            let snapshot = off_runtime(move || client_files::read_snapshot(&p)).await??;
+            let registry = client_files::load(&snapshot)?;
             tracing::info!(path = %path.display(), clients = registry.len(), "clients loaded");
-            registry
+            (registry, Some(snapshot.digest()))
         }
         None => {
             tracing::warn!(
                 client_id = latchkey_core::apk::DEFAULT_CLIENT_ID,
                 "no --clients given: serving APK's default non-production client, whose secret is public; for testing only"
             );
-            clients::apk_default()
+            (client_files::apk_default(), None)
         }
     };
+    let settings = TokenSettings {
+        issuer: args.serve.issuer.clone(),
+        default_lifetime: args.serve.timing.token_lifetime,
+    };
+    serving::check_lifetime(&settings)?;
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
-    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
-    let settings = TokenSettings {
-        issuer: args.serve.issuer.clone(),
-        default_lifetime: args.serve.token_lifetime,
-    };
-    serving::check_lifetime(&settings)?;
+
+    // The first pass before serving: a key exists, and a stored key the flags contradict is
+    // refused with a one-line error rather than replaced.
+    let store = KeyFile::new(state_dir, &policy);
+    let policy = policy.covering(registry.longest_token_lifetime());
+    if let Some(stored) = store.load().await? {
+        key_file::check_static_alg(&store.path(), &stored.value.ring, &policy)
+            .map_err(Error::Usage)?;
+    }
+    let first =
+        key_driver::pass(&store, &policy, KeyRequests::default(), SystemTime::now()).await?;
+    let keys = first.ring.key_set()?;
+    metrics.observe_key_ring(&first.ring, &policy);
+
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let ready = Arc::new(AtomicBool::new(true));
     let (app, admin) = serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(advance_keys(
-        state_dir.clone(),
+    let driver = KeyDriver {
+        store,
         policy,
-        ring,
-        issuer.clone(),
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ));
+        issuer: issuer.clone(),
+        observer: Arc::new(MetricsObserver(metrics.clone())),
+    };
+    // Standalone, this process is always the one writer.
+    let (_writer_tx, writer_rx) = watch::channel(true);
+    tokio::spawn(driver.run(Some(first.ring), writer_rx, shutdown_rx.clone()));
     if let Some(path) = args.clients.clone() {
-        tokio::spawn(watch_clients(
+        let reload = Reload {
             path,
-            args.serve.reload_interval,
+            every: args.serve.reload_interval,
             issuer,
             metrics,
-            shutdown_rx,
-        ));
+        };
+        tokio::spawn(reload.run(loaded, shutdown_rx));
     }
     serving::run(&args.serve, app, admin, shutdown_tx, std::future::pending()).await
 }
 
-/// Advance the key lifecycle every second and pick up changes `latchkey keys` made, swapping
-/// the signer whenever the ring changes.
-async fn advance_keys(
-    dir: PathBuf,
-    base: RotationPolicy,
-    mut serving: latchkey_core::keyring::KeyRing,
-    issuer: Arc<Issuer>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        // Tokens of the longest-lived client bound how long a retired key stays published.
-        let longest = issuer
-            .registry()
-            .clients()
-            .filter_map(|c| c.token_lifetime())
-            .max()
-            .unwrap_or_default();
-        let policy = RotationPolicy {
-            max_token_lifetime: base.max_token_lifetime.max(longest),
-            ..base.clone()
-        };
-        let dir2 = dir.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            keys::update(&dir2, &policy, |ring| {
-                Ok(ring.advance(&policy, std::time::SystemTime::now())?)
-            })
-            .and_then(|(ring, events)| Ok((ring.key_set()?, ring, events, policy)))
-        })
-        .await;
-        match result {
-            Ok(Ok((set, ring, events, policy))) => {
-                metrics.observe_key_events(&events);
-                for ev in &events {
-                    tracing::info!(event = ?ev, "signing keys");
-                }
-                if ring != serving {
-                    metrics.observe_key_ring(&ring, ring.next_rotation_at(&policy));
-                    issuer.replace_keys(set);
-                    serving = ring;
-                    metrics.observe_reload("keys", true);
-                }
-            }
-            Ok(Err(e)) => {
-                metrics.observe_reload("keys", false);
-                tracing::error!(error = %e, "signing keys not advanced; the keys in use keep serving");
-            }
-            Err(e) => tracing::error!(error = %e, "signing keys task failed"),
-        }
-    }
-}
-
-/// Reload the clients whenever the manifests change; a failed load keeps the last good state.
-async fn watch_clients(
+/// Reloads the clients whenever the manifests' content changes.
+struct Reload {
     path: PathBuf,
     every: Duration,
     issuer: Arc<Issuer>,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut seen = clients::fingerprint(&path);
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let now = clients::fingerprint(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let loaded = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || clients::load(&path)).await
-        };
-        match loaded {
-            Ok(Ok(registry)) => {
-                tracing::info!(path = %path.display(), clients = registry.len(), "clients reloaded");
-                metrics.observe_registry(&registry);
-                metrics.observe_sync(unix_now());
-                metrics.observe_reload("clients", true);
-                issuer.replace_registry(registry);
-            }
+}
+
+impl Reload {
+    async fn snapshot(&self) -> Option<client_files::Snapshot> {
+        let path = self.path.clone();
+        match off_runtime(move || client_files::read_snapshot(&path)).await {
+            Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
-                metrics.observe_reload("clients", false);
-                for problem in &e.0 {
-                    tracing::error!(
-                        file = %problem.file.display(),
-                        document = problem.doc,
-                        reason = %problem.reason,
-                        "clients not reloaded; the last good clients keep serving"
-                    );
+                self.failed(&e);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "clients reload task failed");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, e: &client_files::LoadError) {
+        self.metrics.observe_reload("clients", false);
+        for problem in &e.0 {
+            tracing::error!(
+                file = %problem.file.display(),
+                document = problem.doc,
+                reason = %problem.reason,
+                "clients not reloaded; the last good clients keep serving"
+            );
+        }
+    }
+
+    /// A failed load keeps the last good state. A change is taken only once the content has
+    /// stayed the same for a moment, so a file caught mid-write is not loaded half-written.
+    async fn run(self, mut loaded: Option<[u8; 32]>, mut shutdown: watch::Receiver<bool>) {
+        let settle = (self.every / 2).min(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(self.every);
+        let mut failed: Option<[u8; 32]> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(first) = self.snapshot().await else {
+                continue;
+            };
+            let digest = first.digest();
+            if Some(digest) == loaded || Some(digest) == failed {
+                continue;
+            }
+            tokio::time::sleep(settle).await;
+            let Some(settled) = self.snapshot().await else {
+                continue;
+            };
+            if settled.digest() != digest {
+                continue;
+            }
+            match client_files::load(&settled) {
+                Ok(registry) => {
+                    loaded = Some(digest);
+                    failed = None;
+                    tracing::info!(path = %self.path.display(), clients = registry.len(), "clients reloaded");
+                    self.metrics.observe_registry(&registry);
+                    self.metrics.observe_sync(unix_now());
+                    self.metrics.observe_reload("clients", true);
+                    self.issuer.replace_registry(registry);
+                }
+                Err(e) => {
+                    failed = Some(digest);
+                    self.failed(&e);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "clients reload task failed"),
         }
     }
 }

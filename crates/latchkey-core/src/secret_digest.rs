@@ -32,6 +32,17 @@ impl SecretDigest {
         SecretDigest(out)
     }
 
+    /// Digest a client secret, refusing an empty one (it would authenticate anybody who sends
+    /// no secret).
+    pub fn of_secret(secret: &[u8]) -> Result<SecretDigest, crate::CoreError> {
+        if secret.is_empty() {
+            return Err(crate::CoreError::InvalidClient(
+                "client secret is empty".into(),
+            ));
+        }
+        Ok(SecretDigest::of(secret))
+    }
+
     /// Whether `presented` is the secret this digest was made from, in time independent of
     /// where the two differ.
     pub fn matches(&self, presented: &[u8]) -> bool {
