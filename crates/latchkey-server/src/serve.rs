@@ -342,6 +342,8 @@ struct Shared<H> {
     /// take every request place either.
     pending_by_source: Sources,
     sources: Sources,
+    /// Turns true when the listener stops; each connection watches a clone.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Serve `listener` until `shutdown` turns true, then stop accepting, let in-flight requests
@@ -365,6 +367,7 @@ pub async fn serve<H: Handler>(
             (limits.max_pending_requests / 4).max(1)
         }),
         limits: limits.clone(),
+        shutdown: shutdown.clone(),
     });
     loop {
         if *shutdown.borrow() {
@@ -398,7 +401,6 @@ pub async fn serve<H: Handler>(
             peer,
             tls.clone(),
             shared.clone(),
-            shutdown.clone(),
             (permit, source),
         ));
     }
@@ -418,7 +420,6 @@ async fn accepted<H: Handler>(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared<H>>,
-    shutdown: watch::Receiver<bool>,
     held: (OwnedSemaphorePermit, SourceGuard),
 ) {
     let _held = held;
@@ -429,7 +430,7 @@ async fn accepted<H: Handler>(
     };
     match tls {
         // Plain HTTP may be HTTP/2 with prior knowledge: it reserves streams.
-        None => connection(stream, peer, activity, &shared, shutdown, true).await,
+        None => connection(stream, peer, activity, &shared, true).await,
         Some(acceptor) => {
             match tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream))
                 .await
@@ -437,7 +438,7 @@ async fn accepted<H: Handler>(
                 Ok(Ok(s)) => {
                     // Over TLS, only a connection that chose h2 by ALPN reserves streams.
                     let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                    connection(s, peer, activity, &shared, shutdown, h2).await
+                    connection(s, peer, activity, &shared, h2).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -485,12 +486,12 @@ async fn connection<I, H>(
     peer: SocketAddr,
     activity: Arc<Activity>,
     shared: &Arc<Shared<H>>,
-    mut shutdown: watch::Receiver<bool>,
     h2_likely: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
+    let mut shutdown = shared.shutdown.clone();
     let limits = &shared.limits;
     let tracker = activity.clone();
     let state = shared.clone();
