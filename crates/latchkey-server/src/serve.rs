@@ -38,7 +38,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     response::{self, Body},
-    sources::{SourceGuard, Sources},
+    sources::{Peer, SourceGuard, Sources},
 };
 
 /// Connection limits and timeouts.
@@ -104,10 +104,6 @@ impl Handler for crate::App {
         self.handle(req)
     }
 }
-
-/// The peer of the connection a request came on (a request extension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
 
 /// Milliseconds since the connection started; 0 means "never" in the fields that use it, so
 /// stored values are offset by one.

@@ -1,13 +1,18 @@
-//! Connections per source, so one peer cannot take every slot of a listener.
+//! Who a connection comes from, and connections per source, so one peer cannot take every
+//! slot of a listener.
 //!
 //! A source is an IPv4 address or an IPv6 /64 (what one host is usually given). The table
 //! holds only sources with a live connection, so it is bounded by the connection limit.
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, PoisonError},
 };
+
+/// The peer of the connection a request came on (a request extension the listener adds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// The part of an address that names one source.
 pub fn source_key(ip: IpAddr) -> IpAddr {

@@ -15,7 +15,7 @@ use crate::{
     App, basic_auth,
     form::{self, TokenForm},
     response::{self, Body},
-    serve::Peer,
+    sources::Peer,
     throttle,
 };
 
