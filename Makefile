@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit e2e lint fmt bench clean fuzz
+.PHONY: all build run test unit e2e interop image image-test lint fmt bench clean fuzz
 
 include tests/testenv/testenv.mk
 
@@ -17,8 +17,27 @@ build:
 run:
 	$(CARGO) run --release -p latchkey -- standalone $(RUN_ARGS)
 
-## test: the whole suite — unit, whole-process and end-to-end tests
-test: unit e2e
+## test: the whole suite — unit, whole-process, interop, image and end-to-end tests
+test: unit interop image-test e2e
+
+## image: OCI image archive target/image/latchkey.tar of the release binary, built by crane
+## (go-containerregistry, from the Go module proxy into target/image/bin); no container engine
+CRANE_VERSION ?= v0.22.1
+CRANE := target/image/bin/crane
+image: build $(CRANE)
+	CRANE=$(CRANE) bash image/build.sh target/release/latchkey target/image/latchkey.tar
+
+$(CRANE):
+	GOBIN=$(CURDIR)/target/image/bin go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+## image-test: unpack the image's layers and answer the seed request from them as uid 65532
+image-test: image
+	bash tests/image/test.sh target/image/latchkey.tar
+
+## interop: OAuth and JWT libraries of Python, Node, Go and Java against the real binary
+## over TLS (tests/interop/run.sh; downloads cached under target/interop)
+interop:
+	bash tests/interop/run.sh
 
 ## unit: pure-logic and whole-process tests (no cluster)
 unit:

@@ -84,6 +84,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (printf "%s/oauth2/token" (include "latchkey.inClusterUrl" .)) .Values.tokenUrl }}
 {{- end }}
 
+{{/* Base URL the metadata advertises: publicUrl, else the Service's cluster DNS name, so the
+     metadata never follows a request's Host. */}}
+{{- define "latchkey.publicUrl" -}}
+{{- $fqdn := printf "%s.%s.svc.%s" (include "latchkey.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- default (printf "%s://%s:%d" (include "latchkey.scheme" .) $fqdn (int .Values.service.port)) .Values.publicUrl }}
+{{- end }}
+
 {{- define "latchkey.jwksUrl" -}}
 {{- $fqdn := printf "%s.%s.svc.%s" (include "latchkey.fullname" .) .Release.Namespace .Values.clusterDomain }}
 {{- default (printf "%s://%s:%d/oauth2/jwks" (include "latchkey.scheme" .) $fqdn (int .Values.service.port)) .Values.apk.tokenIssuer.jwksUrl }}

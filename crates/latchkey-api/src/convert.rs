@@ -20,7 +20,7 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     {
         return bad(format!(
             "spec.clientId: {id:?} must be 1 to {MAX_CLIENT_ID_LEN} printable ASCII characters \
-             without spaces or ':'"
+             (spaces included)"
         ));
     }
     if let Some(r) = &spec.secret_ref {

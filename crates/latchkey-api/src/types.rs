@@ -32,7 +32,7 @@ use crate::rules::{self, *};
     .field_path(DEFAULT_SCOPES_ALLOWED_FIELD))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
-    /// The client id: printable ASCII without spaces or ':', at most 256 characters. Omitted:
+    /// The client id: printable ASCII (spaces and ':' included), at most 256 characters. Omitted:
     /// a UUID is generated once and kept in the credentials Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = MAX_CLIENT_ID_LEN), regex(pattern = CLIENT_ID_PATTERN))]

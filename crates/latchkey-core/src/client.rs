@@ -79,8 +79,13 @@ pub struct ClientRecord {
     extra_claims_json: String,
 }
 
-/// Whether `id` is usable as a client id: printable ASCII without space or ':' (a ':' could
-/// not be sent in HTTP Basic without encoding, and would be ambiguous in logs).
+/// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
+/// included (HTTP Basic form-encodes both, so they are unambiguous), up to 256 characters.
+pub fn is_client_id(id: &str) -> bool {
+    (1..=MAX_CLIENT_ID_LEN).contains(&id.len()) && id.bytes().all(|b| (0x20..=0x7E).contains(&b))
+}
+
+/// [`is_client_id`], with the reason when not.
 fn check_client_id(id: &str) -> Result<(), CoreError> {
     if id.is_empty() {
         return Err(CoreError::InvalidClient("client id is empty".into()));
@@ -90,9 +95,9 @@ fn check_client_id(id: &str) -> Result<(), CoreError> {
             "client id is longer than {MAX_CLIENT_ID_LEN} bytes"
         )));
     }
-    if !id.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+    if !is_client_id(id) {
         return Err(CoreError::InvalidClient(format!(
-            "client id {id:?} must be printable ASCII without spaces or ':'"
+            "client id {id:?} must be printable ASCII (spaces included)"
         )));
     }
     Ok(())
@@ -242,8 +247,10 @@ pub(crate) mod tests {
             assert!(ClientRecord::new(s).is_err(), "{name}");
         }
         assert!(ClientRecord::new(spec("", "b")).is_err());
-        assert!(ClientRecord::new(spec("a b", "b")).is_err());
-        assert!(ClientRecord::new(spec("a:b", "b")).is_err());
+        for bad in ["a\tb", "caf\u{e9}", "a\x7f", "\n"] {
+            assert!(ClientRecord::new(spec(bad, "b")).is_err(), "{bad:?}");
+        }
+        assert!(ClientRecord::new(spec(&"a".repeat(MAX_CLIENT_ID_LEN + 1), "b")).is_err());
         assert!(
             SecretDigest::of_secret(b"").is_err(),
             "an empty secret is refused"
@@ -254,6 +261,21 @@ pub(crate) mod tests {
         let mut s = spec("a", "b");
         s.token_lifetime = Some(MAX_TOKEN_LIFETIME + Duration::from_secs(1));
         assert!(ClientRecord::new(s).is_err());
+    }
+
+    #[test]
+    fn client_ids_are_any_vschar_up_to_256() {
+        for ok in [
+            "a",
+            "a b",
+            "a:b",
+            " ",
+            "https://app.example.com/client.json",
+            "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+            &"x".repeat(MAX_CLIENT_ID_LEN),
+        ] {
+            assert!(ClientRecord::new(spec(ok, "b")).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

@@ -171,14 +171,15 @@ impl KeyRecord {
         let material = KeyMaterial::from_pem(self.alg, &self.private_key_pem)
             .map_err(|e| CoreError::KeySet(format!("key {:?}: {e}", self.kid)))?;
         let key = SigningKey::new(self.kid.clone(), &material)?;
-        match (&self.certificate_pem, self.alg) {
-            (Some(cert), SigningAlgorithm::RS256) => {
+        // Every algorithm carries its certificate (x5c, x5t#S256, /oauth2/certificate).
+        match &self.certificate_pem {
+            Some(cert) => {
                 let der = pem::parse(cert)
                     .map_err(|e| CoreError::KeySet(format!("certificate of {:?}: {e}", self.kid)))?
                     .into_contents();
-                Ok(key.with_certificate(der))
+                key.with_certificate(der)
             }
-            _ => Ok(key),
+            None => Ok(key),
         }
     }
 }
@@ -504,6 +505,7 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::time::UNIX_EPOCH;
 
     /// Two 5-minute `max-age`s: the lead the binary derives by default.
@@ -880,18 +882,42 @@ mod tests {
     }
 
     #[test]
-    fn rsa_keys_carry_x5c() {
-        let mut p = policy();
-        p.alg = SigningAlgorithm::RS256;
-        let r = KeyRing::bootstrap(&p, at(T0)).unwrap();
-        let set = r.key_set().unwrap();
-        let jwks: serde_json::Value = serde_json::from_str(set.jwks_json()).unwrap();
-        assert!(jwks["keys"][0]["x5c"][0].is_string(), "{jwks}");
-        assert!(
-            set.active()
-                .certificate_pem()
-                .unwrap()
-                .contains("BEGIN CERTIFICATE")
-        );
+    fn every_algorithm_carries_x5c_and_x5t_s256() {
+        for alg in [
+            SigningAlgorithm::RS256,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::EdDSA,
+        ] {
+            let mut p = policy();
+            p.alg = alg;
+            let r = KeyRing::bootstrap(&p, at(T0)).unwrap();
+            let set = r.key_set().unwrap();
+            let jwks: serde_json::Value = serde_json::from_str(set.jwks_json()).unwrap();
+            let jwk = &jwks["keys"][0];
+            let x5c = jwk["x5c"][0].as_str().unwrap();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(x5c)
+                .unwrap();
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+            assert_eq!(
+                jwk["x5t#S256"],
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+                "{alg}"
+            );
+            assert!(
+                set.active()
+                    .certificate_pem()
+                    .unwrap()
+                    .contains("BEGIN CERTIFICATE")
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_of_another_key_is_refused() {
+        let mut r = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
+        let other = KeyRing::bootstrap(&policy(), at(T0)).unwrap();
+        r.keys[0].certificate_pem = other.keys[0].certificate_pem.clone();
+        assert!(r.key_set().is_err());
     }
 }

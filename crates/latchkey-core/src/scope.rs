@@ -110,15 +110,18 @@ impl ScopePolicy {
                 ));
             }
             if !is_scope_token(scope) || scope.contains('*') {
+                // Never echoed: it may hold anything a caller sent.
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
-                    format!("{:?} is not a valid scope", truncate(scope)),
+                    "a requested scope is malformed: scopes are printable ASCII without \
+                     double quote, backslash or '*'",
                 ));
             }
             if !self.allows(scope) {
+                // A scope token is within the error_description charset, so it can be named.
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
-                    format!("scope {:?} is not allowed for this client", truncate(scope)),
+                    format!("scope {} is not allowed for this client", truncate(scope)),
                 ));
             }
             if !granted.contains(&scope) {
@@ -185,7 +188,7 @@ mod tests {
         let p = policy(&["orders:read"], &["default"]);
         let e = p.grant(Some("orders:read orders:write")).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);
-        assert!(e.description.contains("orders:write"));
+        assert!(e.description().contains("orders:write"));
     }
 
     #[test]
@@ -197,6 +200,27 @@ mod tests {
                 ErrorCode::InvalidScope,
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn property_descriptions_never_leave_the_charset() {
+        let p = policy(&["*"], &["default"]);
+        let narrow = policy(&["a"], &["default"]);
+        let mut arb = crate::oauth::tests::Arbitrary::new(7);
+        for _ in 0..5000 {
+            let raw = arb.string(100);
+            for policy in [&p, &narrow] {
+                if let Err(e) = policy.grant(Some(&raw)) {
+                    assert!(
+                        e.description()
+                            .bytes()
+                            .all(crate::oauth::is_description_byte),
+                        "{raw:?}"
+                    );
+                    assert!(!raw.contains('"') || !e.description().contains(&raw));
+                }
+            }
         }
     }
 

@@ -355,12 +355,26 @@ impl SigningKey {
         })
     }
 
-    /// Attach the key's certificate: published as the JWK's `x5c` and served as PEM.
-    pub fn with_certificate(mut self, der: Vec<u8>) -> SigningKey {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-        self.jwk.common.x509_chain = Some(vec![b64]);
+    /// Attach the key's certificate: published as the JWK's `x5c` and `x5t#S256` (RFC 7517
+    /// §4.7, §4.9) and served as PEM. A certificate that does not hold this key is refused:
+    /// publishing it would tell verifiers a lie.
+    pub fn with_certificate(mut self, der: Vec<u8>) -> Result<SigningKey, CoreError> {
+        // The certificate embeds the SubjectPublicKeyInfo verbatim.
+        if !der
+            .windows(self.public_key_der.len())
+            .any(|w| w == self.public_key_der.as_slice())
+        {
+            return Err(CoreError::Key(format!(
+                "the certificate of {:?} is not for this key",
+                self.kid
+            )));
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+        self.jwk.common.x509_chain =
+            Some(vec![base64::engine::general_purpose::STANDARD.encode(&der)]);
+        self.jwk.common.x509_sha256_fingerprint = Some(B64.encode(digest.as_ref()));
         self.certificate_der = Some(der);
-        self
+        Ok(self)
     }
 
     /// The certificate as PEM, if the key has one.

@@ -102,6 +102,8 @@ enum Done {
 pub struct Plan {
     outcomes: HashMap<ObjKey, Outcome>,
     to_create: HashMap<ObjKey, CredentialsToCreate>,
+    /// Owners whose credentials are due to be created, in order.
+    create_queue: BTreeSet<ObjKey>,
     /// Credentials Secrets created (or being created) and not yet seen by the watch.
     created: HashSet<ObjKey>,
     /// What was written last per client, until the watch echo shows it.
@@ -121,6 +123,12 @@ impl Plan {
             .to_create
             .into_iter()
             .map(|c| (c.owner.clone(), c))
+            .collect();
+        self.create_queue = self
+            .to_create
+            .values()
+            .filter(|c| !self.created.contains(&secret_key(c)))
+            .map(|c| c.owner.clone())
             .collect();
         for (key, outcome) in changes.outcomes {
             match outcome {
@@ -151,18 +159,25 @@ impl Plan {
     /// Queue every client again (a resync, or leadership just gained).
     pub fn requeue_all(&mut self) {
         self.statuses.extend(self.outcomes.keys().cloned());
+        let due = self
+            .to_create
+            .values()
+            .filter(|c| !self.created.contains(&secret_key(c)))
+            .map(|c| c.owner.clone());
+        self.create_queue.extend(due);
     }
 
     /// The next write, if any is due: credentials first.
     fn next_job(&mut self) -> Option<Job> {
-        let create = self
-            .to_create
-            .values()
-            .find(|c| !self.created.contains(&secret_key(c)) && !self.in_flight.contains(&c.owner))
-            .cloned();
-        if let Some(c) = create {
+        while let Some(owner) = self.create_queue.pop_first() {
+            let Some(c) = self.to_create.get(&owner).cloned() else {
+                continue;
+            };
+            if self.created.contains(&secret_key(&c)) || self.in_flight.contains(&owner) {
+                continue;
+            }
             self.created.insert(secret_key(&c));
-            self.in_flight.insert(c.owner.clone());
+            self.in_flight.insert(owner);
             return Some(Job::Create(c));
         }
         while let Some(key) = self.statuses.pop_first() {
@@ -217,6 +232,7 @@ impl Plan {
             Done::Created { owner, secret, ok } => {
                 self.in_flight.remove(&owner);
                 if !ok {
+                    // Tried again at the next resync.
                     self.created.remove(&secret);
                 }
             }
@@ -311,7 +327,7 @@ impl Writer {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &create.owner.0);
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
-                tracing::debug!(client = %format!("{}/{}", create.owner.0, create.owner.1), secret = %create.secret_name, "credentials written");
+                tracing::info!(client = %format!("{}/{}", create.owner.0, create.owner.1), secret = %create.secret_name, "credentials written");
                 if create.recreate {
                     let note = format!(
                         "generated Secret {} was missing: made it again with a new client secret (client id kept)",

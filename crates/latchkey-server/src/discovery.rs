@@ -1,13 +1,25 @@
-//! The documents verifiers read: the JWK Set and the authorization server metadata
-//! (RFC 8414, also served as OpenID discovery).
+//! The documents verifiers read: the JWK Set, the active key's certificate, and the
+//! authorization server metadata (RFC 8414).
+//!
+//! No OpenID Connect discovery document is served: until Latchkey signs users in, one would
+//! have to claim an authorization endpoint and ID tokens that do not exist.
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 use crate::{
-    App,
-    app::{JWKS_PATHS, TOKEN_PATH},
+    App, conditional,
     response::{self, Body},
+    routes::{JWKS_PATHS, TOKEN_PATH},
 };
+
+/// `public, max-age=N` for documents every client may cache for the configured period.
+fn shared_cache(app: &App) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        app.config.jwks_max_age.as_secs()
+    ))
+    .ok()
+}
 
 /// The JWK Set, cacheable for the configured period and revalidated by ETag.
 pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
@@ -19,15 +31,7 @@ pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
         return res;
     };
     let etag = keys.etag();
-    let cache = format!("public, max-age={}", app.config.jwks_max_age.as_secs());
-    let not_modified = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| tag.trim() == etag || tag.trim() == "*");
-    let mut res = if not_modified {
+    let mut res = if conditional::none_match(req.headers(), etag) {
         let mut r = Response::new(Body::default());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
@@ -43,14 +47,14 @@ pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&cache) {
+    if let Some(v) = shared_cache(app) {
         h.insert(header::CACHE_CONTROL, v);
     }
     res
 }
 
 /// The active key's certificate as PEM; 404 while there is none.
-pub fn certificate(app: &App) -> Response<Body> {
+pub fn certificate<B>(app: &App, _req: &Request<B>) -> Response<Body> {
     let pem = app.issuer.keys().and_then(|k| k.active().certificate_pem());
     let Some(pem) = pem else {
         return response::json(
@@ -65,8 +69,7 @@ pub fn certificate(app: &App) -> Response<Body> {
         HeaderValue::from_static("application/x-pem-file"),
     );
     // It changes on rotation: short caching, like the JWKS.
-    let cache = format!("public, max-age={}", app.config.jwks_max_age.as_secs());
-    if let Ok(v) = HeaderValue::from_str(&cache) {
+    if let Some(v) = shared_cache(app) {
         h.insert(header::CACHE_CONTROL, v);
     }
     res
@@ -96,30 +99,39 @@ fn base_url<B>(app: &App, req: &Request<B>) -> String {
     format!("{}://{authority}", app.config.scheme)
 }
 
-/// RFC 8414 metadata of this issuer.
-pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let base = base_url(app, req);
-    let keys = app.issuer.keys();
-    let mut algs: Vec<&str> = keys
-        .iter()
-        .flat_map(|k| k.published().iter().map(|k| k.alg().as_str()))
-        .collect();
-    algs.sort_unstable();
-    algs.dedup();
-    let doc = serde_json::json!({
-        "issuer": app.issuer.settings().issuer,
+/// The RFC 8414 metadata document: only standard members, each one true of this server.
+pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
+    serde_json::json!({
+        "issuer": issuer,
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{}", JWKS_PATHS[0]),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": [],
-        "scopes_supported": ["default"],
-        "token_signing_alg_values_supported": algs,
-    });
+        // REQUIRED by RFC 8414 and refused empty by strict validators. There is no
+        // authorization endpoint, so no response type yields anything: "none" (OAuth 2.0
+        // Multiple Response Type Encoding Practices §4) is the one that claims nothing.
+        "response_types_supported": ["none"],
+        "scopes_supported": [latchkey_core::scope::DEFAULT_SCOPE],
+    })
+}
+
+/// RFC 8414 metadata of this issuer. With `--public-url` every client sees the same document;
+/// without it the endpoints follow the request's Host, so the answer varies by Host and is
+/// kept out of shared caches.
+pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let base = base_url(app, req);
+    let doc = metadata_document(&app.issuer.settings().issuer, &base);
     let mut res = response::json(StatusCode::OK, doc.to_string());
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    let h = res.headers_mut();
+    let max_age = app.config.jwks_max_age.as_secs();
+    let cache = if app.config.public_url.is_some() {
+        format!("public, max-age={max_age}")
+    } else {
+        h.insert(header::VARY, HeaderValue::from_static("Host"));
+        format!("private, max-age={max_age}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
     res
 }

@@ -7,12 +7,15 @@
 pub mod admin;
 pub mod app;
 pub mod basic_auth;
+pub mod conditional;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod file_read;
 pub mod form;
 pub mod metrics;
 pub mod response;
+pub mod routes;
 pub mod serve;
 pub mod sources;
 pub mod throttle;

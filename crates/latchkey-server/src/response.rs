@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use latchkey_core::OAuthError;
+use latchkey_core::{ErrorCode, OAuthError};
 
 pub type Body = Full<Bytes>;
 
@@ -37,9 +37,25 @@ pub fn no_store(mut res: Response<Body>) -> Response<Body> {
     res
 }
 
-/// An RFC 6749 §5.2 error; 401s carry the Basic challenge.
-pub fn oauth_error(err: &OAuthError) -> Response<Body> {
-    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+/// How the client tried to authenticate, which decides how `invalid_client` is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// It sent an `Authorization` header.
+    Header,
+    /// Form parameters or nothing.
+    NoHeader,
+}
+
+/// An RFC 6749 §5.2 error. `invalid_client` is 401 with the Basic challenge when the client
+/// tried the `Authorization` header (RFC 6749 §5.2, RFC 9110 §15.5.2: a 401 carries a
+/// challenge), and 400 without one otherwise: some libraries throw on a 401 before reading the
+/// body of a request that never used HTTP authentication.
+pub fn oauth_error(err: &OAuthError, attempt: Attempt) -> Response<Body> {
+    let status = match (err.code, attempt) {
+        (ErrorCode::InvalidClient, Attempt::Header) => StatusCode::UNAUTHORIZED,
+        (ErrorCode::InvalidClient, Attempt::NoHeader) => StatusCode::BAD_REQUEST,
+        (code, _) => StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+    };
     let mut res = no_store(json(status, err.to_json()));
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(
@@ -67,4 +83,29 @@ pub fn not_found() -> Response<Body> {
         StatusCode::NOT_FOUND,
         r#"{"error":"not_found","error_description":"no such resource"}"#,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_is_401_with_challenge_only_after_a_header_attempt() {
+        let e = OAuthError::client_authentication_failed();
+        let res = oauth_error(&e, Attempt::Header);
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"latchkey\""
+        );
+        let res = oauth_error(&e, Attempt::NoHeader);
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+        let scope = OAuthError::new(ErrorCode::InvalidScope, "x");
+        for attempt in [Attempt::Header, Attempt::NoHeader] {
+            let res = oauth_error(&scope, attempt);
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+    }
 }

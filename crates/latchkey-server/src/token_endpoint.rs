@@ -14,7 +14,7 @@ use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest}
 use crate::{
     App, basic_auth,
     form::{self, TokenForm},
-    response::{self, Body},
+    response::{self, Attempt, Body},
     sources::Peer,
     throttle,
 };
@@ -52,19 +52,19 @@ impl Failure {
         }
     }
 
-    fn response(&self) -> Response<Body> {
+    fn response(&self, attempt: Attempt) -> Response<Body> {
         match self {
-            Failure::OAuth(e) => response::oauth_error(e),
+            Failure::OAuth(e) => response::oauth_error(e, attempt),
             Failure::TooLarge(max) => {
                 let e =
                     OAuthError::invalid_request(format!("the request body exceeds {max} bytes"));
-                let mut res = response::oauth_error(&e);
+                let mut res = response::oauth_error(&e, attempt);
                 *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                 res
             }
             Failure::Timeout => {
                 let e = OAuthError::invalid_request("the request body was not received in time");
-                let mut res = response::oauth_error(&e);
+                let mut res = response::oauth_error(&e, attempt);
                 *res.status_mut() = StatusCode::REQUEST_TIMEOUT;
                 res
             }
@@ -91,6 +91,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
+    let attempt = if req.headers().contains_key(header::AUTHORIZATION) {
+        Attempt::Header
+    } else {
+        Attempt::NoHeader
+    };
     let mut seen = Seen {
         client_id: None,
         grant_type: None,
@@ -111,7 +116,7 @@ where
     let res = match (throttled, result) {
         (Some(res), _) => res,
         (None, Ok(token)) => success(&token),
-        (None, Err(failure)) => failure.response(),
+        (None, Err(failure)) => failure.response(attempt),
     };
     if gate.log {
         tracing::info!(
@@ -160,7 +165,8 @@ fn throttle_gate(
         ErrorCode::TemporarilyUnavailable,
         "too many failed client authentications: retry later",
     );
-    let mut res = response::oauth_error(&e);
+    // Not invalid_client: how the client authenticated does not change this answer.
+    let mut res = response::oauth_error(&e, response::Attempt::NoHeader);
     *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     if let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -311,24 +317,20 @@ fn success(token: &IssuedToken) -> Response<Body> {
     };
     match serde_json::to_vec(&body) {
         Ok(json) => response::no_store(response::json(StatusCode::OK, json)),
-        Err(_) => response::oauth_error(&OAuthError::new(
-            ErrorCode::ServerError,
-            "response encoding failed",
-        )),
+        Err(_) => response::oauth_error(
+            &OAuthError::new(ErrorCode::ServerError, "response encoding failed"),
+            Attempt::NoHeader,
+        ),
     }
 }
 
-/// A client id fit for a log line: printable ASCII and bounded, else a placeholder (a caller
-/// controls this value).
+/// A client id fit for a log line: a valid client id (printable ASCII, spaces and ':'
+/// included, bounded), else a placeholder (a caller controls this value; the log's encoder
+/// quotes it).
 fn loggable(id: Option<&str>) -> &str {
     match id {
         None => "-",
-        Some(id)
-            if id.len() <= latchkey_core::client::MAX_CLIENT_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            id
-        }
+        Some(id) if latchkey_core::client::is_client_id(id) => id,
         Some(_) => "<unprintable>",
     }
 }
@@ -338,5 +340,22 @@ fn grant_label(grant: Option<&str>) -> &'static str {
     match grant {
         None => "-",
         Some(g) => GrantType::parse(g).map_or("other", GrantType::as_str),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loggable_client_ids_are_the_valid_ones() {
+        assert_eq!(loggable(None), "-");
+        for ok in ["a b", "a:b", "https://app.example.com/client.json"] {
+            assert_eq!(loggable(Some(ok)), ok);
+        }
+        let long = "a".repeat(257);
+        for bad in ["a\nb", "caf\u{e9}", "\x1b[31m", "", long.as_str()] {
+            assert_eq!(loggable(Some(bad)), "<unprintable>");
+        }
     }
 }

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Base URL advertised in discovery documents (default: from the request's Host).
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// An origin (https://app.example.com) whose pages may call the token endpoint (CORS);
+    /// repeatable. The JWKS and metadata are readable from any origin.
+    #[arg(long = "cors-origin", env = "LATCHKEY_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
     /// Log format.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -170,7 +174,8 @@ pub struct TimingArgs {
     /// Token lifetime for clients that set none (e.g. 3600s, 1h).
     #[arg(long, env = "LATCHKEY_TOKEN_LIFETIME", default_value = "3600s", value_parser = parse_duration)]
     pub token_lifetime: Duration,
-    /// How long verifiers may cache the JWKS (Cache-Control max-age).
+    /// How long verifiers may cache the JWKS, the certificate and the metadata (Cache-Control
+    /// max-age).
     #[arg(long, env = "LATCHKEY_JWKS_MAX_AGE", default_value = "5m", value_parser = parse_duration)]
     pub jwks_max_age: Duration,
 }
@@ -348,6 +353,14 @@ pub struct RunArgs {
     /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
     #[arg(long, env = "LATCHKEY_TOKEN_URL")]
     pub token_url: Option<String>,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    if latchkey_server::cors::is_origin(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("an origin is scheme and authority only, lowercase: https://app.example.com".into())
+    }
 }
 
 fn parse_rsa_bits(text: &str) -> Result<u32, String> {

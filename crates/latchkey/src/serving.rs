@@ -65,6 +65,7 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
             client_per_second: args.auth_failure_rate.max(0.0) * 2.0,
             ..ThrottleConfig::default()
         },
+        cors_origins: args.cors_origins.clone(),
         ..AppConfig::default()
     }
 }

@@ -253,24 +253,26 @@ stringData:
     );
 }
 
+fn get(server: &Server, path: &str, headers: &str) -> Response {
+    server.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n").as_bytes())
+}
+
 #[test]
-fn discovery_documents_describe_the_endpoints() {
+fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
+    let port = server.addr.port();
+    // RFC 8414 §3.1 for the issuer https://idp.am.wso2.com/token, and the root path.
     for path in [
-        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server/token",
         "/.well-known/oauth-authorization-server",
+        "/token/.well-known/oauth-authorization-server",
     ] {
-        let res = server.send(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
-                server.addr.port()
-            )
-            .as_bytes(),
-        );
-        assert_eq!(res.status, 200);
+        let res = server
+            .send(format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes());
+        assert_eq!(res.status, 200, "{path}");
         let doc = res.json();
-        let base = format!("https://localhost:{}", server.addr.port());
+        let base = format!("https://localhost:{port}");
         assert_eq!(doc["issuer"], "https://idp.am.wso2.com/token");
         assert_eq!(doc["token_endpoint"], format!("{base}/oauth2/token"));
         assert_eq!(doc["jwks_uri"], format!("{base}/oauth2/jwks"));
@@ -282,17 +284,66 @@ fn discovery_documents_describe_the_endpoints() {
             doc["token_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post"])
         );
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["none"]));
+        // Standard RFC 8414 members only.
+        let standard = [
+            "issuer",
+            "token_endpoint",
+            "jwks_uri",
+            "grant_types_supported",
+            "token_endpoint_auth_methods_supported",
+            "response_types_supported",
+            "scopes_supported",
+        ];
+        for member in doc.as_object().unwrap().keys() {
+            assert!(standard.contains(&member.as_str()), "{member}");
+        }
+        // The endpoints follow Host: kept out of shared caches.
+        assert_eq!(res.header("vary"), Some("Host"));
+        assert_eq!(res.header("cache-control"), Some("private, max-age=300"));
+        assert_eq!(res.header("access-control-allow-origin"), Some("*"));
     }
+    // No OpenID document until there is sign-in to describe.
+    for path in [
+        "/.well-known/openid-configuration",
+        "/token/.well-known/openid-configuration",
+    ] {
+        assert_eq!(get(&server, path, "").status, 404, "{path}");
+    }
+
+    // With --public-url: the issuer stays --issuer, endpoints move, shared caching follows
+    // --jwks-max-age.
     let server2 = Server::start(
         &dir.path().join("b"),
-        &["--public-url", "https://idp.example.com/"],
+        &[
+            "--public-url",
+            "https://idp.example.com/",
+            "--issuer",
+            "https://issuer.example/tenants/a",
+            "--jwks-max-age",
+            "90s",
+        ],
     );
-    let doc = server2
-        .send(b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: evil\r\n\r\n")
-        .json();
+    let res = server2.send(
+        b"GET /.well-known/oauth-authorization-server/tenants/a HTTP/1.1\r\nHost: evil\r\n\r\n",
+    );
+    assert_eq!(res.status, 200);
+    let doc = res.json();
+    assert_eq!(doc["issuer"], "https://issuer.example/tenants/a");
     assert_eq!(
         doc["token_endpoint"],
         "https://idp.example.com/oauth2/token"
+    );
+    assert_eq!(res.header("cache-control"), Some("public, max-age=90"));
+    assert_eq!(res.header("vary"), None);
+    assert_eq!(
+        get(
+            &server2,
+            "/.well-known/oauth-authorization-server/token",
+            ""
+        )
+        .status,
+        404
     );
 }
 
@@ -300,15 +351,142 @@ fn discovery_documents_describe_the_endpoints() {
 fn jwks_is_cacheable_and_revalidates_by_etag() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--jwks-max-age", "120s"]);
-    let res = server.send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let res = get(&server, "/oauth2/jwks", "");
     assert_eq!(res.header("cache-control"), Some("public, max-age=120"));
+    assert_eq!(res.header("access-control-allow-origin"), Some("*"));
     let etag = res.header("etag").unwrap().to_owned();
-    let again = server.send(
-        format!("GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {etag}\r\n\r\n")
-            .as_bytes(),
+    // RFC 9110 §13.1.2: weak comparison, "*", lists, several header lines.
+    for condition in [
+        format!("If-None-Match: {etag}\r\n"),
+        format!("If-None-Match: W/{etag}\r\n"),
+        "If-None-Match: *\r\n".to_owned(),
+        format!("If-None-Match: \"other\", W/{etag}\r\n"),
+        format!("If-None-Match: \"other\"\r\nIf-None-Match: {etag}\r\n"),
+    ] {
+        let again = get(&server, "/oauth2/jwks", &condition);
+        assert_eq!(again.status, 304, "{condition}");
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+    }
+    assert_eq!(
+        get(&server, "/oauth2/jwks", "If-None-Match: \"other\"\r\n").status,
+        200
     );
-    assert_eq!(again.status, 304);
-    assert!(again.body.is_empty());
+}
+
+#[test]
+fn cors_public_documents_for_all_and_the_token_endpoint_for_configured_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--cors-origin", "https://app.example"]);
+    let preflight = |path: &str, origin: &str, method: &str| {
+        server.send(
+            format!(
+                "OPTIONS {path} HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\n\
+                 Access-Control-Request-Method: {method}\r\n\
+                 Access-Control-Request-Headers: authorization, content-type\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    for path in [
+        "/oauth2/jwks",
+        "/.well-known/oauth-authorization-server/token",
+        "/oauth2/certificate",
+    ] {
+        let res = preflight(path, "https://anyone.example", "GET");
+        assert_eq!(res.status, 204, "{path}");
+        assert_eq!(res.header("access-control-allow-origin"), Some("*"));
+    }
+    let res = preflight("/oauth2/token", "https://app.example", "POST");
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        res.header("access-control-allow-headers")
+            .unwrap()
+            .contains("Authorization")
+    );
+    let res = preflight("/oauth2/token", "https://evil.example", "POST");
+    assert_eq!(res.header("access-control-allow-origin"), None);
+    let res = server.token(
+        &[
+            ("Authorization", SEED_AUTH),
+            FORM,
+            ("Origin", "https://app.example"),
+        ],
+        "grant_type=client_credentials",
+    );
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    // Without --cors-origin the token endpoint grants no origin.
+    let plain = Server::start(&dir.path().join("b"), &[]);
+    let res = plain.token(
+        &[
+            ("Authorization", SEED_AUTH),
+            FORM,
+            ("Origin", "https://app.example"),
+        ],
+        "grant_type=client_credentials",
+    );
+    assert_eq!(res.header("access-control-allow-origin"), None);
+}
+
+#[test]
+fn vschar_client_ids_work_over_basic_and_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("clients.yaml");
+    std::fs::write(
+        &clients,
+        r#"
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: url }
+spec: { clientId: "https://app.example.com/client.json", secretRef: { name: creds, key: url } }
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: spaced }
+spec: { clientId: "my client: #1 ~!", secretRef: { name: creds, key: spaced } }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: creds }
+stringData: { url: "s3cr:t %+&=", spaced: "x y" }
+"#,
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("state"),
+        &["--clients", clients.to_str().unwrap()],
+    );
+    for (id, secret) in [
+        ("https://app.example.com/client.json", "s3cr:t %+&="),
+        ("my client: #1 ~!", "x y"),
+    ] {
+        let res = server.token(
+            &[("Authorization", &basic(id, secret)), FORM],
+            "grant_type=client_credentials",
+        );
+        assert_eq!(res.status, 200, "{id}: {}", res.text());
+        let (_, claims) = jwt_parts(res.json()["access_token"].as_str().unwrap());
+        assert_eq!(claims["clientId"], id);
+        let res = server.token(
+            &[FORM],
+            &format!(
+                "grant_type=client_credentials&client_id={}&client_secret={}",
+                form_encode(id),
+                form_encode(secret)
+            ),
+        );
+        assert_eq!(res.status, 200, "{id}: {}", res.text());
+    }
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("my client: #1 ~!"), "{logs}");
 }
 
 #[test]
@@ -322,6 +500,14 @@ fn other_algorithms_sign_and_verify() {
             .send(b"GET /oauth2/jwks HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .json();
         verify_with_jwks(&token, &jwks);
+        // First class: a certificate, as x5c and x5t#S256 and at /oauth2/certificate.
+        let jwk = &jwks["keys"][0];
+        assert!(jwk["x5c"][0].is_string(), "{alg}: {jwk}");
+        assert!(jwk["x5t#S256"].is_string(), "{alg}: {jwk}");
+        let cert = server.send(b"GET /oauth2/certificate HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(cert.status, 200, "{alg}");
+        let x5c = jwk["x5c"][0].as_str().unwrap();
+        assert!(cert.text().replace('\n', "").contains(&x5c[..60]), "{alg}");
     }
 }
 

@@ -87,9 +87,9 @@ fn each_bad_request_gets_its_precise_error() {
         Case {
             name: "no client authentication",
             request: token_request(None, FORM_TYPE, cc),
-            status: 401,
+            status: 400,
             error: Some("invalid_client"),
-            headers: &[CHALLENGE, NO_STORE],
+            headers: &[NO_STORE],
         },
         Case {
             name: "bearer instead of basic",
@@ -105,9 +105,20 @@ fn each_bad_request_gets_its_precise_error() {
                 FORM_TYPE,
                 "grant_type=client_credentials&client_id=good",
             ),
-            status: 401,
+            status: 400,
             error: Some("invalid_client"),
-            headers: &[CHALLENGE],
+            headers: &[NO_STORE],
+        },
+        Case {
+            name: "unknown client by client_secret_post",
+            request: token_request(
+                None,
+                FORM_TYPE,
+                "grant_type=client_credentials&client_id=nobody&client_secret=x",
+            ),
+            status: 400,
+            error: Some("invalid_client"),
+            headers: &[NO_STORE, JSON],
         },
         Case {
             name: "grant not allowed for client",
@@ -230,7 +241,7 @@ fn each_bad_request_gets_its_precise_error() {
             request: b"GET /oauth2/token HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
             status: 405,
             error: None,
-            headers: &[("allow", "POST")],
+            headers: &[("allow", "POST, OPTIONS")],
         },
         Case {
             name: "PUT on the token endpoint",
@@ -238,7 +249,7 @@ fn each_bad_request_gets_its_precise_error() {
                 .to_vec(),
             status: 405,
             error: None,
-            headers: &[("allow", "POST")],
+            headers: &[("allow", "POST, OPTIONS")],
         },
         Case {
             name: "POST on the JWKS",
@@ -246,16 +257,16 @@ fn each_bad_request_gets_its_precise_error() {
                 .to_vec(),
             status: 405,
             error: None,
-            headers: &[("allow", "GET, HEAD")],
+            headers: &[("allow", "GET, HEAD, OPTIONS")],
         },
         Case {
             name: "DELETE on discovery",
             request:
-                b"DELETE /.well-known/openid-configuration HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                b"DELETE /.well-known/oauth-authorization-server/token HTTP/1.1\r\nHost: localhost\r\n\r\n"
                     .to_vec(),
             status: 405,
             error: None,
-            headers: &[("allow", "GET, HEAD")],
+            headers: &[("allow", "GET, HEAD, OPTIONS")],
         },
         Case {
             name: "unknown path",
@@ -271,6 +282,14 @@ fn each_bad_request_gets_its_precise_error() {
         let mut problems = Vec::new();
         if res.status != case.status {
             problems.push(format!("status {} (want {})", res.status, case.status));
+        }
+        // A challenge goes with a 401 and only with it (RFC 9110 §15.5.2).
+        if (res.status == 401) != res.header("www-authenticate").is_some() {
+            problems.push(format!(
+                "status {} with www-authenticate {:?}",
+                res.status,
+                res.header("www-authenticate")
+            ));
         }
         if let Some(error) = case.error {
             let body = res.json();
@@ -330,6 +349,52 @@ fn unknown_client_wrong_secret_and_disabled_are_indistinguishable() {
         (res.status, headers, res.body)
     })
     .collect();
+    assert_eq!(answers[0].0, 401);
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], answers[2]);
+
+    // The same three by client_secret_post: one 400 without a challenge.
+    let answers: Vec<_> = [("nobody", "x"), ("good", "x"), ("off", "off-secret")]
+        .iter()
+        .map(|(id, secret)| {
+            let res = server.token(
+                &[FORM],
+                &format!("grant_type=client_credentials&client_id={id}&client_secret={secret}"),
+            );
+            let headers: Vec<_> = res
+                .headers
+                .iter()
+                .filter(|(n, _)| n != "date")
+                .cloned()
+                .collect();
+            (res.status, headers, res.body)
+        })
+        .collect();
+    assert_eq!(answers[0].0, 400);
+    assert!(!answers[0].1.iter().any(|(n, _)| n == "www-authenticate"));
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+}
+
+#[test]
+fn error_descriptions_stay_within_the_rfc_6749_charset_and_never_echo_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for body in [
+        "grant_type=client_credentials&scope=%22caf%C3%A9%22",
+        "grant_type=client_credentials&scope=a%5Cb",
+        "grant_type=client_credentials&scope=%7F",
+        "grant_type=caf%C3%A9",
+        "grant_type=client_credentials&scope=orders%3Awrite",
+    ] {
+        let res = server.token(&[("Authorization", SEED_AUTH), FORM], body);
+        assert_eq!(res.status, 400, "{body}");
+        let d = res.json()["error_description"].as_str().unwrap().to_owned();
+        assert!(
+            d.bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
+            "{body}: {d:?}"
+        );
+        assert!(!d.contains("caf"), "{body}: echoes input: {d:?}");
+    }
 }

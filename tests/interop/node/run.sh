@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Node: oauth4webapi (RFC 8414 discovery, client_credentials, errors) and jose's
+# createRemoteJWKSet. The test CA is trusted with NODE_EXTRA_CA_CERTS, as a deployment would.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$1/node
+mkdir -p "$dir"
+if ! cmp -s "$here/package.json" "$dir/package.json" || [ ! -d "$dir/node_modules" ]; then
+  cp "$here/package.json" "$dir/package.json"
+  (cd "$dir" && npm install --no-audit --no-fund --silent >&2)
+fi
+cp "$here/interop.mjs" "$dir/interop.mjs"
+NODE_EXTRA_CA_CERTS=$INTEROP_CA exec node "$dir/interop.mjs"

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The interop suite: widely used OAuth client and JWT/JWKS libraries of Python, Go, Node and
+# Java against the real binary over real TLS (a CA made here; no library is told to skip
+# verification). Starts one standalone server per algorithm, runs each language's program,
+# and prints a library x case table and `N passed, N failed`.
+#
+# Usage: tests/interop/run.sh [python node go java]   (default: all)
+# Needs: python3 (venv), node + npm, go, java 17 + mvn, openssl, curl. Downloads are cached
+# under target/interop (venv, node_modules, Go and Maven caches).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+langs=("$@")
+[ ${#langs[@]} -gt 0 ] || langs=(python node go java)
+cache=$root/target/interop
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$cache"
+
+bin=${LATCHKEY_BIN:-}
+if [ -z "$bin" ]; then
+  (cd "$root" && cargo build -q -p latchkey)
+  bin=$root/target/debug/latchkey
+fi
+
+# A CA and a server certificate for localhost, made for this run.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj "/CN=Latchkey interop CA" -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$work/ext"
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 1 -extfile "$work/ext" -out "$work/tls.crt" 2>/dev/null
+
+# Clients with awkward ids and secrets: a URL-shaped id, ':' and spaces; secrets with every
+# character form-encoding must take care of.
+cat >"$work/clients.yaml" <<'YAML'
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: url-shaped }
+spec:
+  clientId: "https://app.example.com/client.json"
+  secretRef: { name: creds, key: url }
+  scopes: ["orders:read"]
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: spaced }
+spec:
+  clientId: "my client: #1"
+  secretRef: { name: creds, key: spaced }
+  scopes: ["orders:read"]
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: plain }
+spec:
+  clientId: "plain-client.01"
+  secretRef: { name: creds, key: plain }
+  scopes: ["orders:read"]
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: creds }
+stringData:
+  url: "p@ss:w%rd+/ =&?"
+  spaced: "s3cr3t with spaces:and+plus"
+  plain: "Plain-Secret_0123456789"
+YAML
+# The first two are awkward; the last has only characters that need no encoding, for
+# libraries that send HTTP Basic without RFC 6749 §2.3.1's form-encoding.
+export INTEROP_CLIENTS='[{"id":"https://app.example.com/client.json","secret":"p@ss:w%rd+/ =&?"},{"id":"my client: #1","secret":"s3cr3t with spaces:and+plus"},{"id":"plain-client.01","secret":"Plain-Secret_0123456789"}]'
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# One server per algorithm; thumbprint kids, a 1 s JWKS cache period so a rotation is quick.
+key_flags=(--kid-strategy thumbprint --jwks-max-age 1s --rotation-period 1h --clock-skew 1s)
+issuers=()
+for alg in RS256 ES256 EdDSA; do
+  port=$(free_port)
+  admin=$(free_port)
+  state=$work/state-$alg
+  mkdir -p "$state"
+  "$bin" standalone --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+    --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --state-dir "$state" \
+    --clients "$work/clients.yaml" --issuer "https://localhost:$port/token" \
+    --public-url "https://localhost:$port" --key-alg "$alg" "${key_flags[@]}" \
+    --log-level warn >"$work/server-$alg.log" 2>&1 &
+  pids+=($!)
+  issuers+=("$alg=https://localhost:$port/token")
+  echo "$state" >"$work/state-dir-$alg"
+done
+for i in "${!issuers[@]}"; do
+  url=${issuers[$i]#*=}
+  base=${url%/token}
+  for _ in $(seq 100); do
+    curl -sf --cacert "$work/ca.crt" "$base/oauth2/jwks" >/dev/null && break
+    sleep 0.1
+  done
+done
+export INTEROP_CA=$work/ca.crt
+export INTEROP_ISSUERS=$(IFS=,; echo "${issuers[*]}")
+
+# Rotation of the ES256 server's key: `latchkey keys rotate`, then wait until the new key
+# signs (it is published two cache periods first). Each language calls it mid-run.
+cat >"$work/rotate.sh" <<ROT
+#!/usr/bin/env bash
+set -euo pipefail
+"$bin" keys rotate --state-dir "\$(cat "$work/state-dir-ES256")" --key-alg ES256 ${key_flags[*]} >/dev/null
+exec python3 "$here/wait_rotation.py"
+ROT
+chmod +x "$work/rotate.sh"
+export INTEROP_ROTATE=$work/rotate.sh
+
+results=$work/results
+: >"$results"
+run_lang() {
+  local lang=$1
+  echo "== $lang" >&2
+  if ! "$here/$lang/run.sh" "$cache" >"$work/$lang.out" 2>"$work/$lang.err"; then
+    echo "RESULT $lang-runner run FAIL exited non-zero" >>"$results"
+  fi
+  grep '^RESULT ' "$work/$lang.out" >>"$results" || true
+  if ! grep -q '^RESULT ' "$work/$lang.out"; then
+    echo "RESULT $lang-runner run FAIL no results" >>"$results"
+    tail -20 "$work/$lang.err" >&2
+  fi
+}
+for lang in "${langs[@]}"; do run_lang "$lang"; done
+
+# The table: one row per library, one column per case.
+python3 - "$results" <<'PY'
+import sys
+rows, cases, fails = {}, [], []
+for line in open(sys.argv[1]):
+    _, lib, case, verdict, *detail = line.rstrip("\n").split(" ", 4)
+    rows.setdefault(lib, {})[case] = verdict
+    if case not in cases:
+        cases.append(case)
+    if verdict not in ("PASS", "SKIP"):
+        fails.append(f"{lib} {case}: {' '.join(detail)}")
+width = max([len(l) for l in rows] + [7])
+print("library".ljust(width), *cases, sep=" | ")
+for lib, r in rows.items():
+    print(lib.ljust(width), *[r.get(c, "-").ljust(len(c)) for c in cases], sep=" | ")
+for f in fails:
+    print("FAIL", f)
+passed = sum(v == "PASS" for r in rows.values() for v in r.values())
+skipped = sum(v == "SKIP" for r in rows.values() for v in r.values())
+failed = sum(v not in ("PASS", "SKIP") for r in rows.values() for v in r.values())
+for line in open(sys.argv[1]):
+    _, lib, case, verdict, *detail = line.rstrip("\n").split(" ", 4)
+    if verdict == "SKIP":
+        print("SKIP", f"{lib} {case}:", *detail)
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed or not passed else 0)
+PY
