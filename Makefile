@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit e2e interop image image-test lint fmt bench clean
+.PHONY: all build run test unit e2e interop image image-test lint fmt bench clean fuzz
 
 include tests/testenv/testenv.mk
 
@@ -61,6 +61,17 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## fuzz: a longer run of the property tests of every parser that takes outside bytes (form body,
+## Basic header, key ring JSON, PEM keys, client manifests) and of the black-box HTTP fuzzer
+## against the real binary; prints cases run and crashes found. FUZZ_CASES scales both. Debug
+## builds on purpose: arithmetic overflow panics there, so it is found too.
+FUZZ_CASES ?= 100000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p latchkey-server -p latchkey-core -p latchkey \
+	  --test fuzz_parsers --test fuzz_manifests -- --nocapture 2>&1 | grep -E '^test |test result'
+	LATCHKEY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p latchkey --test fuzz_http -- --nocapture 2>&1 \
+	  | grep -E '^fuzz:|^test |test result'
 
 ## bench: token throughput over TLS vs the raw RS256 signing rate (prints figures and ratio)
 bench:

@@ -12,6 +12,7 @@ use crate::{
     discovery,
     response::{self, Body},
     routes::{CERTIFICATE_PATH, JWKS_PATHS, TOKEN_PATH, metadata_paths},
+    throttle::{Throttle, ThrottleConfig},
     token_endpoint,
 };
 
@@ -30,6 +31,8 @@ pub struct AppConfig {
     /// How long verifiers may cache the JWKS, the certificate and the metadata
     /// (`Cache-Control: max-age`).
     pub jwks_max_age: Duration,
+    /// Guess throttling at the token endpoint.
+    pub throttle: ThrottleConfig,
     /// Origins whose pages may call the token endpoint (CORS); empty: none.
     pub cors_origins: Vec<String>,
 }
@@ -42,6 +45,7 @@ impl Default for AppConfig {
             max_body_bytes: 16 * 1024,
             body_timeout: Duration::from_secs(10),
             jwks_max_age: Duration::from_secs(300),
+            throttle: ThrottleConfig::default(),
             cors_origins: Vec::new(),
         }
     }
@@ -53,6 +57,8 @@ pub struct App {
     pub issuer: Arc<Issuer>,
     pub metrics: Arc<Metrics>,
     pub config: AppConfig,
+    /// Failed-authentication budgets of this replica.
+    pub throttle: Throttle,
     /// Where the metadata is served, derived once from the issuer.
     metadata_paths: Vec<String>,
 }
@@ -70,6 +76,7 @@ impl App {
         App {
             issuer,
             metrics,
+            throttle: Throttle::new(config.throttle.clone()),
             config,
             metadata_paths,
         }

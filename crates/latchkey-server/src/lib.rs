@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod response;
 pub mod routes;
 pub mod serve;
+pub mod sources;
+pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;
 

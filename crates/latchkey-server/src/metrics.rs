@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::throttle::By;
 use latchkey_core::{
     ErrorCode, Registry,
     keyring::{KeyEvent, KeyRing, RotationPolicy},
@@ -30,6 +31,11 @@ struct KeyLabels {
     kid: String,
     alg: &'static str,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThrottleLabels {
+    by: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +67,11 @@ pub struct Metrics {
     next_activation: Gauge,
     rotations: Counter,
     revocations: Counter,
+    throttled: Family<ThrottleLabels, Counter>,
+    attacks: Counter,
+    log_dropped: Counter,
+    /// Where the count of dropped log lines is read (the log writer's own counter).
+    log_dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -170,8 +181,33 @@ impl Metrics {
             "Key revocations carried out by this replica as leader",
             revocations.clone(),
         );
+        let throttled = Family::<ThrottleLabels, Counter>::default();
+        for by in [By::Source, By::Client, By::Pair] {
+            let _ = throttled.get_or_create(&ThrottleLabels { by: by.as_str() });
+        }
+        registry.register(
+            "auth_throttled",
+            "Token requests answered 429 because the failed-authentication budget they draw on (source, client, or source_client pair) was spent",
+            throttled.clone(),
+        );
+        let attacks = Counter::default();
+        registry.register(
+            "client_attacks",
+            "Times a client id came under a guessing attack (its budget for failed authentications from unknown sources ran out)",
+            attacks.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log reader was too slow (serving never waits for it)",
+            log_dropped.clone(),
+        );
         Metrics {
             registry,
+            throttled,
+            attacks,
+            log_dropped,
+            log_dropped_source: std::sync::OnceLock::new(),
             token_requests,
             token_latency,
             clients_loaded,
@@ -261,8 +297,29 @@ impl Metrics {
             .inc();
     }
 
+    /// Count a request turned away by the guess throttle.
+    pub fn observe_throttled(&self, by: By) {
+        self.throttled
+            .get_or_create(&ThrottleLabels { by: by.as_str() })
+            .inc();
+    }
+
+    /// Count a client coming under attack.
+    pub fn observe_attack(&self) {
+        self.attacks.inc();
+    }
+
+    /// Where to read the number of log lines dropped so far (set once at start).
+    pub fn count_log_drops_from(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.log_dropped_source.set(Box::new(source));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Some(source) = self.log_dropped_source.get() {
+            let seen = self.log_dropped.get();
+            self.log_dropped.inc_by(source().saturating_sub(seen));
+        }
         let since = self.active_since.load(std::sync::atomic::Ordering::Relaxed);
         if since > 0 {
             let now = std::time::SystemTime::now()

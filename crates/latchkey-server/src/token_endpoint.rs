@@ -1,10 +1,13 @@
 //! `POST /oauth2/token`: take the request apart, run the grant, answer per RFC 6749 §5.1/5.2,
 //! and leave one log line and one metric sample behind. Never logs a secret or a token.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    net::IpAddr,
+    time::{Instant, SystemTime},
+};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest};
 
@@ -12,6 +15,8 @@ use crate::{
     App, basic_auth,
     form::{self, TokenForm},
     response::{self, Attempt, Body},
+    sources::Peer,
+    throttle,
 };
 
 /// How the client authenticated, for the log.
@@ -96,26 +101,77 @@ where
         grant_type: None,
         auth: AuthMethod::None,
     };
+    let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     let result = run(app, req, &mut seen).await;
     let elapsed = started.elapsed();
     let code = result.as_ref().err().map(Failure::code);
+    let (throttled, gate) = throttle_gate(app, peer, seen.client_id.as_deref(), code);
+    let code = if throttled.is_some() {
+        Some(ErrorCode::TemporarilyUnavailable)
+    } else {
+        code
+    };
     app.metrics
         .observe_token_request(seen.grant_type.as_deref(), code, elapsed);
-    let res = match result {
-        Ok(token) => success(&token),
-        Err(failure) => failure.response(attempt),
+    let res = match (throttled, result) {
+        (Some(res), _) => res,
+        (None, Ok(token)) => success(&token),
+        (None, Err(failure)) => failure.response(attempt),
     };
-    tracing::info!(
-        target: "latchkey::access",
-        client_id = loggable(seen.client_id.as_deref()),
-        grant_type = grant_label(seen.grant_type.as_deref()),
-        auth = seen.auth.as_str(),
-        result = code.map_or("success", ErrorCode::as_str),
-        status = res.status().as_u16(),
-        latency_us = elapsed.as_micros() as u64,
-        "token request"
-    );
+    if gate.log {
+        tracing::info!(
+            target: "latchkey::access",
+            client_id = loggable(seen.client_id.as_deref()),
+            grant_type = grant_label(seen.grant_type.as_deref()),
+            auth = seen.auth.as_str(),
+            result = code.map_or("success", ErrorCode::as_str),
+            status = res.status().as_u16(),
+            latency_us = elapsed.as_micros() as u64,
+            suppressed = gate.suppressed,
+            "token request"
+        );
+    }
     res
+}
+
+/// The guess throttle's hook (`crate::throttle`): when the failed-authentication budget this
+/// request draws on is spent, a 429 replaces the real answer (right or wrong secret alike);
+/// failed-request log lines are sampled per source, the lines left out counted on the next.
+fn throttle_gate(
+    app: &App,
+    peer: Option<IpAddr>,
+    client_id: Option<&str>,
+    code: Option<ErrorCode>,
+) -> (Option<Response<Body>>, throttle::Verdict) {
+    let outcome = match code {
+        None => throttle::Outcome::Authenticated,
+        Some(ErrorCode::InvalidClient) => throttle::Outcome::AuthFailed,
+        Some(_) => throttle::Outcome::Other,
+    };
+    let verdict = app.throttle.judge(peer, client_id, outcome, Instant::now());
+    if verdict.attack_started {
+        app.metrics.observe_attack();
+        tracing::warn!(
+            client_id = loggable(client_id),
+            "client under attack: failed authentications from unknown sources exceed its budget; \
+             they are answered 429 until the rate drops (sources it authenticated from are unaffected)"
+        );
+    }
+    let Some((by, retry)) = verdict.throttled else {
+        return (None, verdict);
+    };
+    app.metrics.observe_throttled(by);
+    let e = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many failed client authentications: retry later",
+    );
+    // Not invalid_client: how the client authenticated does not change this answer.
+    let mut res = response::oauth_error(&e, response::Attempt::NoHeader);
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    (Some(res), verdict)
 }
 
 async fn run<B>(app: &App, req: Request<B>, seen: &mut Seen) -> Result<IssuedToken, Failure>

@@ -112,6 +112,47 @@ pub struct ServeArgs {
     /// A connection with no request for this long is closed.
     #[arg(long, env = "LATCHKEY_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Connections one source (IPv4 address, IPv6 /64) may hold on the token listener; 0: no
+    /// limit (set 0 behind a proxy that connects for every client).
+    #[arg(
+        long,
+        env = "LATCHKEY_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 256
+    )]
+    pub max_connections_per_source: usize,
+    /// Time from a connection's start to its first request head (and for each later head).
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// A response the peer does not take for this long closes its connection.
+    #[arg(long, env = "LATCHKEY_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// Requests in progress at once (HTTP/2 streams awaiting their body included); more are
+    /// answered 503. Bounds the memory requests hold.
+    #[arg(long, env = "LATCHKEY_MAX_PENDING_REQUESTS", default_value_t = 4096)]
+    pub max_pending_requests: usize,
+    /// HTTP/2 streams one connection may have open at once (each costs a few KiB until the
+    /// peer ends it).
+    #[arg(
+        long,
+        env = "LATCHKEY_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 32
+    )]
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 streams all connections together may have open; a connection that starts when
+    /// little is left gets fewer (at least one). Bounds the memory streams hold.
+    #[arg(long, env = "LATCHKEY_MAX_OPEN_STREAMS", default_value_t = 8192)]
+    pub max_open_streams: usize,
+    /// Failed client authentications a source may make at once before it is slowed down.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+    /// Failed client authentications per second a source is allowed after its burst (one
+    /// client id from unknown sources: twice this); 0: no throttling.
+    #[arg(long, env = "LATCHKEY_AUTH_FAILURE_RATE", default_value_t = 5.0)]
+    pub auth_failure_rate: f64,
+    /// Log lines buffered while the log reader is slow; beyond that, lines are dropped and
+    /// counted (serving never waits for the log).
+    #[arg(long, env = "LATCHKEY_LOG_BUFFER_LINES", default_value_t = 16384)]
+    pub log_buffer_lines: usize,
     /// On SIGTERM, how long in-flight requests may take before the process exits.
     #[arg(long, env = "LATCHKEY_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

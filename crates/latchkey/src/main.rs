@@ -28,23 +28,39 @@ fn main() -> std::process::ExitCode {
         eprintln!("latchkey: a TLS crypto provider was already installed");
         return std::process::ExitCode::FAILURE;
     }
+    // Held to the end: dropping it writes out every queued log line.
+    let mut log = None;
     let result = match cli.command {
-        Command::Standalone(args) => logging::init(args.serve.log_format, &args.serve.log_level)
+        Command::Standalone(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(standalone::run(args))),
         Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_command::run(args))),
-        Command::Run(args) => logging::init(args.serve.log_format, &args.serve.log_level)
+        Command::Run(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.
         Command::Crd => crd::print(),
     };
-    match result {
+    let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "latchkey stopped");
             eprintln!("latchkey: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    drop(log);
+    code
+}
+
+fn start_logging(
+    args: &cli::ServeArgs,
+    guard: &mut Option<logging::LogGuard>,
+) -> Result<(), error::Error> {
+    *guard = Some(logging::init(
+        args.log_format,
+        &args.log_level,
+        args.log_buffer_lines,
+    )?);
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, error::Error> {

@@ -12,6 +12,7 @@ use latchkey_server::{
     App, AppConfig, Limits, Metrics,
     admin::Admin,
     serve,
+    throttle::ThrottleConfig,
     tls::{self, CertStore},
 };
 use tokio::{net::TcpListener, sync::watch};
@@ -45,6 +46,9 @@ pub fn handlers(
     metrics: Arc<Metrics>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Arc<App>, Arc<Admin>) {
+    if let Some(dropped) = crate::logging::dropped() {
+        metrics.count_log_drops_from(move || dropped.load(std::sync::atomic::Ordering::Relaxed));
+    }
     let app = Arc::new(App::new(issuer, metrics.clone(), app_config(args)));
     (app, Arc::new(Admin { metrics, ready }))
 }
@@ -55,6 +59,12 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
         public_url: args.public_url.clone(),
         scheme: if args.plaintext { "http" } else { "https" },
         jwks_max_age: args.timing.jwks_max_age,
+        throttle: ThrottleConfig {
+            burst: args.auth_failure_burst.max(1),
+            per_second: args.auth_failure_rate.max(0.0),
+            client_per_second: args.auth_failure_rate.max(0.0) * 2.0,
+            ..ThrottleConfig::default()
+        },
         cors_origins: args.cors_origins.clone(),
         ..AppConfig::default()
     }
@@ -63,10 +73,59 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
 fn limits(args: &ServeArgs) -> Limits {
     Limits {
         max_connections: args.max_connections.max(1),
+        max_connections_per_source: args.max_connections_per_source,
+        header_read_timeout: args.header_timeout,
+        write_timeout: args.write_timeout,
         idle_timeout: args.idle_timeout,
         drain_timeout: args.drain_timeout,
+        max_pending_requests: args.max_pending_requests.max(1),
+        max_concurrent_streams: args.max_streams_per_connection.max(1),
+        max_open_streams: args.max_open_streams.max(1),
         ..Limits::default()
     }
+}
+
+/// The admin listener's own limits: few, short-lived connections (probes, scrapes), so a
+/// flood of slow peers gives its slots back within seconds.
+fn admin_limits(args: &ServeArgs) -> Limits {
+    Limits {
+        max_connections: 64,
+        max_connections_per_source: 16,
+        tls_handshake_timeout: Duration::from_secs(5),
+        header_read_timeout: args.header_timeout.min(Duration::from_secs(5)),
+        write_timeout: args.write_timeout.min(Duration::from_secs(5)),
+        idle_timeout: args.idle_timeout.min(Duration::from_secs(30)),
+        drain_timeout: args.drain_timeout,
+        max_pending_requests: 64,
+        ..Limits::default()
+    }
+}
+
+/// Serve the admin listener on a thread and runtime of its own, so token load (signing,
+/// floods) never delays `/healthz` and `/readyz`.
+fn admin_thread(
+    listener: std::net::TcpListener,
+    admin: Arc<Admin>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    let config = Error::Runtime;
+    listener.set_nonblocking(true).map_err(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(config)?;
+    std::thread::Builder::new()
+        .name("latchkey-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, None, admin, limits, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener failed"),
+                }
+            });
+        })
+        .map_err(config)
 }
 
 /// The TLS acceptor for the public listener: the given files (watched for changes), or the
@@ -134,7 +193,11 @@ pub async fn run(
         &shutdown,
     )?;
     let public = bind(args.listen).await?;
-    let admin_listener = bind(args.admin_listen).await?;
+    let admin_listener =
+        std::net::TcpListener::bind(args.admin_listen).map_err(|source| Error::Bind {
+            addr: args.admin_listen,
+            source,
+        })?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     let public_addr = public.local_addr().map_err(|source| Error::Bind {
         addr: args.listen,
@@ -146,15 +209,8 @@ pub async fn run(
     })?;
     tracing::info!(listener = "token", addr = %public_addr, scheme, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, scheme = "http", "listening");
-    let limits = limits(args);
-    let public_task = tokio::spawn(serve(
-        public,
-        acceptor,
-        app,
-        limits.clone(),
-        shutdown.clone(),
-    ));
-    let admin_task = tokio::spawn(serve(admin_listener, None, admin, limits, shutdown));
+    let public_task = tokio::spawn(serve(public, acceptor, app, limits(args), shutdown.clone()));
+    let admin_task = admin_thread(admin_listener, admin, admin_limits(args), shutdown)?;
     tokio::pin!(fatal);
     let outcome = tokio::select! {
         _ = terminated() => None,
@@ -163,7 +219,8 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = shutdown_tx.send(true);
     let _ = public_task.await;
-    let _ = admin_task.await;
+    // The admin thread ends once its listener has drained (bounded by the drain timeout).
+    let _ = tokio::task::spawn_blocking(move || admin_task.join()).await;
     // Let the background work finish its own shutdown (e.g. releasing the Lease).
     let result = match outcome {
         Some(r) => r,

@@ -345,7 +345,7 @@ fn helm_lint_and_template_with_several_value_sets() {
         helm_ok(&args);
     }
 
-    // Defaults: cluster-wide RBAC, TLS from a Helm-made Secret, restricted pod, probes on
+    // Defaults: cluster-wide RBAC, TLS from a Helm-made Secret, a NetworkPolicy, restricted pod, probes on
     // the admin port, grace matched to the drain.
     let docs = template("lk", &[]).unwrap();
     assert_eq!(
@@ -354,6 +354,7 @@ fn helm_lint_and_template_with_several_value_sets() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
