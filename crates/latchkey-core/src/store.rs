@@ -30,6 +30,10 @@ pub enum StoreError {
     /// Someone else wrote first (or the document already exists): read again, then retry.
     #[error("the stored state changed since it was read")]
     Conflict,
+    /// The store has not been read yet (a watch still listing): nothing can be concluded, in
+    /// particular not that the document is missing.
+    #[error("the stored state is not known yet")]
+    NotYetKnown,
     /// The store could not be reached or read; the state in memory keeps serving.
     #[error("{0}")]
     Unavailable(String),

@@ -62,6 +62,9 @@ impl<S: KeyHome> KeyDriver<S> {
                 Err(DriverError::Store(StoreError::Conflict)) => {
                     tracing::debug!("the keys changed meanwhile; the next pass reads them");
                 }
+                Err(DriverError::Store(StoreError::NotYetKnown)) => {
+                    tracing::debug!("the keys are not listed yet");
+                }
                 Err(e) => {
                     self.observer.key_pass_failed();
                     tracing::warn!(error = %e, "signing keys not advanced; the keys in use keep serving");
@@ -71,7 +74,7 @@ impl<S: KeyHome> KeyDriver<S> {
         if ring.is_none() {
             ring = match self.store.load().await {
                 Ok(stored) => stored.map(|s| s.value.ring),
-                Err(StoreError::Unavailable(_)) => None,
+                Err(StoreError::Unavailable(_) | StoreError::NotYetKnown) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "signing keys are not readable; keeping the keys in use");
                     None

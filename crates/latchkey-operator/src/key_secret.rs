@@ -255,11 +255,7 @@ impl DocumentStore<StoredKeys> for SecretKeyStore {
     async fn load(&self) -> Result<Option<Versioned<StoredKeys>>, StoreError> {
         let seen = self.seen.borrow().clone();
         let secret = match seen {
-            Seen::Unknown => {
-                return Err(StoreError::Unavailable(
-                    "the keys Secret has not been listed yet".into(),
-                ));
-            }
+            Seen::Unknown => return Err(StoreError::NotYetKnown),
             Seen::Absent => return Ok(None),
             Seen::Present(s) => s,
         };

@@ -71,7 +71,7 @@ fn ten_thousand_clients() {
         &ns.0,
         "scale",
         dir.path(),
-        &["--key-alg", "EdDSA", "--log-level", "warn"],
+        &[],
     );
     wait_ready(&server);
     let before = api_writes();
