@@ -273,6 +273,11 @@ impl ClientIndex {
         self.resolved.values().filter_map(|r| r.create.as_ref())
     }
 
+    /// The credentials one client is missing, as last resolved.
+    pub fn to_create_for(&self, key: &ObjKey) -> Option<&CredentialsToCreate> {
+        self.resolved.get(key).and_then(|r| r.create.as_ref())
+    }
+
     /// The clients whose outcome may have changed since the last call (deleted ones included).
     pub fn take_changed(&mut self) -> Vec<ObjKey> {
         std::mem::take(&mut self.changed).into_iter().collect()

@@ -27,7 +27,8 @@ use crate::{
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// What the writer is told after a resolution: the clients whose outcome changed (`None`:
-/// deleted), and every credential still to create.
+/// deleted), and the credentials those clients are missing. Only what changed travels, so a
+/// burst of 10,000 new clients costs the writer no more per update than one.
 #[derive(Debug, Default)]
 pub struct Changes {
     pub outcomes: Vec<(ObjKey, Option<Outcome>)>,
@@ -151,7 +152,10 @@ impl ClientWatch {
                 })
                 .collect::<Vec<_>>();
             if !outcomes.is_empty() {
-                let to_create = self.index.to_create().cloned().collect();
+                let to_create = outcomes
+                    .iter()
+                    .filter_map(|(k, _)| self.index.to_create_for(k).cloned())
+                    .collect();
                 let _ = self.sinks.changes.send(Changes {
                     outcomes,
                     to_create,

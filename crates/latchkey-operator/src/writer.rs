@@ -119,17 +119,16 @@ fn secret_key(c: &CredentialsToCreate) -> ObjKey {
 impl Plan {
     /// Take in what the watch resolved.
     pub fn update(&mut self, changes: Changes) {
-        self.to_create = changes
-            .to_create
-            .into_iter()
-            .map(|c| (c.owner.clone(), c))
-            .collect();
-        self.create_queue = self
-            .to_create
-            .values()
-            .filter(|c| !self.created.contains(&secret_key(c)))
-            .map(|c| c.owner.clone())
-            .collect();
+        // The credentials of the clients that changed replace what was known of them.
+        for (key, _) in &changes.outcomes {
+            self.to_create.remove(key);
+        }
+        for c in changes.to_create {
+            if !self.created.contains(&secret_key(&c)) {
+                self.create_queue.insert(c.owner.clone());
+            }
+            self.to_create.insert(c.owner.clone(), c);
+        }
         for (key, outcome) in changes.outcomes {
             match outcome {
                 Some(o) => {

@@ -67,12 +67,7 @@ fn ten_thousand_clients() {
     install_crd();
     let ns = Namespace::new("scale");
     let dir = tempfile::tempdir().unwrap();
-    let server = start_run(
-        &ns.0,
-        "scale",
-        dir.path(),
-        &[],
-    );
+    let server = start_run(&ns.0, "scale", dir.path(), &[]);
     wait_ready(&server);
     let before = api_writes();
     let rt = tokio::runtime::Runtime::new().unwrap();
