@@ -95,13 +95,17 @@ fn the_crd_validates_specs_on_the_api_server() {
         ),
         (r#"{ scopes: ["a*b"] }"#, "scopes"),
         (r#"{ grantTypes: [password] }"#, "grantTypes"),
-        (r#"{ clientId: "has space" }"#, "clientId"),
+        // Client ids are VSCHAR (RFC 6749 Appendix A): printable ASCII, space included.
+        (r#"{ clientId: "caf\u00e9" }"#, "clientId"),
+        (r#"{ clientId: "tab\there" }"#, "clientId"),
     ] {
         let out = kubectl(&["apply", "-f", "-"], Some(&base(spec)));
         assert!(!out.status.success(), "{spec} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{spec}: {err}");
     }
+    let spaced = base(r#"{ clientId: "https://app.example.com/client one" }"#);
+    kubectl_ok(&["apply", "-f", "-"], Some(&spaced));
     let ok = base(
         r#"{ scopes: ["orders:read", "apk:*"], defaultScopes: ["apk:read", "default"], accessTokenLifetime: 1h30m, claims: { organization: apps } }"#,
     );
