@@ -78,10 +78,10 @@ pub fn status_patch(desired: &OAuthClientStatus) -> serde_json::Value {
     })
 }
 
-/// One write to do.
+/// One write to do: credentials to create, or a client's status with the outcome it shows.
 enum Job {
     Create(CredentialsToCreate),
-    Status(ObjKey),
+    Status(ObjKey, Box<Outcome>, OAuthClientStatus),
 }
 
 /// How a job ended.
@@ -187,12 +187,11 @@ impl Plan {
             let Some(outcome) = self.outcomes.get(&key) else {
                 continue;
             };
-            if self
-                .status_to_write(&key, outcome, Time(k8s_openapi::jiff::Timestamp::now()))
-                .is_some()
-            {
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            if let Some(desired) = self.status_to_write(&key, outcome, now) {
+                let outcome = Box::new(outcome.clone());
                 self.in_flight.insert(key.clone());
-                return Some(Job::Status(key));
+                return Some(Job::Status(key, outcome, desired));
             }
         }
         None
@@ -397,21 +396,8 @@ impl Writer {
                             let owner = plan.outcomes.get(&c.owner).map(|o| o.client.clone());
                             futures::future::Either::Left(self.create_job(c, owner))
                         }
-                        Job::Status(key) => {
-                            let now = Time(k8s_openapi::jiff::Timestamp::now());
-                            let outcome = plan.outcomes.get(&key).cloned();
-                            let desired = outcome
-                                .as_ref()
-                                .and_then(|o| plan.status_to_write(&key, o, now));
-                            match (outcome, desired) {
-                                (Some(o), Some(d)) => {
-                                    futures::future::Either::Right(self.status_job(key, o, d))
-                                }
-                                _ => {
-                                    plan.finish(Done::Status { key, written: None });
-                                    continue;
-                                }
-                            }
+                        Job::Status(key, outcome, desired) => {
+                            futures::future::Either::Right(self.status_job(key, *outcome, desired))
                         }
                     };
                     in_flight.push(fut);

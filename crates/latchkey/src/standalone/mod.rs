@@ -72,16 +72,23 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
 
     // The first pass before serving: a key exists, and a stored key the flags contradict is
     // refused with a one-line error rather than replaced.
+    // The driver keeps the configured policy and stretches retention to the live registry on
+    // every pass; the first pass stretches it to the registry just loaded.
     let store = KeyFile::new(state_dir, &policy);
-    let policy = policy.covering(registry.longest_token_lifetime());
+    let first_policy = policy.covering(registry.longest_token_lifetime());
     if let Some(stored) = store.load().await? {
-        key_file::check_static_alg(&store.path(), &stored.value.ring, &policy)
+        key_file::check_static_alg(&store.path(), &stored.value.ring, &first_policy)
             .map_err(Error::Usage)?;
     }
-    let first =
-        key_driver::pass(&store, &policy, KeyRequests::default(), SystemTime::now()).await?;
+    let first = key_driver::pass(
+        &store,
+        &first_policy,
+        KeyRequests::default(),
+        SystemTime::now(),
+    )
+    .await?;
     let keys = first.ring.key_set()?;
-    metrics.observe_key_ring(&first.ring, &policy);
+    metrics.observe_key_ring(&first.ring, &first_policy);
 
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let ready = Arc::new(AtomicBool::new(true));
