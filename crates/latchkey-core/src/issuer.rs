@@ -8,7 +8,8 @@ use std::{sync::Arc, time::SystemTime};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::{
-    ErrorCode, GrantType, IssuedToken, KeySet, OAuthError, Registry, TokenSettings, token,
+    ClientRecord, ErrorCode, GrantType, IssuedToken, KeySet, OAuthError, Registry, TokenSettings,
+    token,
 };
 
 /// A token request, already taken apart by the transport.
@@ -77,21 +78,29 @@ impl Issuer {
     /// Run the grant: supported grant type, client authentication, the client's grants, its
     /// scopes, then mint with the active key at `now`.
     pub fn issue(&self, req: TokenRequest<'_>, now: SystemTime) -> Result<IssuedToken, OAuthError> {
-        let Some(grant) = GrantType::parse(req.grant_type) else {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "only grant_type=client_credentials is supported",
-            ));
-        };
+        let grant = parse_grant(req.grant_type)?;
         let registry = self.registry.load();
         let client = registry.authenticate(req.client_id, req.client_secret)?;
+        self.issue_to(client, grant, req.scope, now)
+    }
+
+    /// Issue to a client that has already proven who it is, by whichever method of client
+    /// authentication (a secret here, an assertion or a public client's PKCE elsewhere): the
+    /// grant, scope and signing rules are the same for all of them.
+    pub fn issue_to(
+        &self,
+        client: &ClientRecord,
+        grant: GrantType,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> Result<IssuedToken, OAuthError> {
         if !client.allows_grant(grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 format!("this client may not use grant_type={grant}"),
             ));
         }
-        let scope = client.scopes().grant(req.scope)?;
+        let scope = client.scopes().grant(scope)?;
         let keys = self.keys.load();
         let Some(keys) = keys.as_ref() else {
             return Err(OAuthError::new(
@@ -102,6 +111,16 @@ impl Issuer {
         token::mint(keys.active(), &self.settings, client, &scope, now)
             .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the token could not be signed"))
     }
+}
+
+/// A grant type Latchkey serves, or `unsupported_grant_type`.
+pub fn parse_grant(grant_type: &str) -> Result<GrantType, OAuthError> {
+    GrantType::parse(grant_type).ok_or_else(|| {
+        OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "only grant_type=client_credentials is supported",
+        )
+    })
 }
 
 #[cfg(test)]

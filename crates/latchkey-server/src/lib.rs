@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod app;
 pub mod basic_auth;
+pub mod client_auth;
 pub mod conditional;
 pub mod cors;
 pub mod discovery;

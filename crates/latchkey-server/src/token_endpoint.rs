@@ -12,30 +12,13 @@ use http_body_util::{BodyExt, Limited};
 use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest};
 
 use crate::{
-    App, basic_auth,
-    form::{self, TokenForm},
+    App,
+    client_auth::{self, AuthMethod},
+    form,
     response::{self, Attempt, Body},
     sources::Peer,
     throttle,
 };
-
-/// How the client authenticated, for the log.
-#[derive(Clone, Copy)]
-enum AuthMethod {
-    None,
-    Basic,
-    Post,
-}
-
-impl AuthMethod {
-    fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::None => "none",
-            AuthMethod::Basic => "client_secret_basic",
-            AuthMethod::Post => "client_secret_post",
-        }
-    }
-}
 
 /// Why a request failed before or during the grant.
 enum Failure {
@@ -184,16 +167,16 @@ where
     let body = read_body(app, &parts.headers, body).await?;
     let form = form::parse_token_form(&body)?;
     seen.grant_type = form.grant_type.clone();
-    let (client_id, client_secret, auth) = credentials(&parts.headers, &form, seen)?;
-    seen.auth = auth;
+    let presented = client_auth::presented(&parts.headers, &form, &mut seen.client_id)?;
+    seen.auth = presented.method;
     let grant_type = form
         .grant_type
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("parameter grant_type is missing"))?;
     let request = TokenRequest {
         grant_type,
-        client_id: &client_id,
-        client_secret: client_secret.as_bytes(),
+        client_id: &presented.client_id,
+        client_secret: presented.secret.as_bytes(),
         scope: form.scope.as_deref(),
     };
     Ok(app.issuer.issue(request, SystemTime::now())?)
@@ -242,60 +225,6 @@ where
         Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::TooLarge(max)),
         Ok(Err(_)) => Err(OAuthError::invalid_request("the request body could not be read").into()),
-    }
-}
-
-/// The client id and secret, from exactly one of HTTP Basic and the form.
-fn credentials(
-    headers: &HeaderMap,
-    form: &TokenForm,
-    seen: &mut Seen,
-) -> Result<(String, String, AuthMethod), OAuthError> {
-    let mut auth_headers = headers.get_all(header::AUTHORIZATION).iter();
-    let authorization = auth_headers.next();
-    if auth_headers.next().is_some() {
-        return Err(OAuthError::invalid_request(
-            "more than one Authorization header",
-        ));
-    }
-    if let Some(value) = authorization {
-        let Some(basic) = basic_auth::parse(value.as_bytes())? else {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidClient,
-                "client authentication must use HTTP Basic or form parameters",
-            ));
-        };
-        seen.client_id = Some(basic.client_id.clone());
-        if form.client_secret.is_some() {
-            return Err(OAuthError::invalid_request(
-                "client authenticated by both HTTP Basic and client_secret: use one method",
-            ));
-        }
-        if form
-            .client_id
-            .as_ref()
-            .is_some_and(|id| *id != basic.client_id)
-        {
-            return Err(OAuthError::invalid_request(
-                "client_id does not match the HTTP Basic client id",
-            ));
-        }
-        return Ok((basic.client_id, basic.client_secret, AuthMethod::Basic));
-    }
-    seen.client_id = form.client_id.clone();
-    match (&form.client_id, &form.client_secret) {
-        (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), AuthMethod::Post)),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
-            "client_secret was sent without client_id",
-        )),
-        (Some(_), None) => Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            "client authentication failed",
-        )),
-        (None, None) => Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            "client authentication is required",
-        )),
     }
 }
 

@@ -1,0 +1,108 @@
+//! Client authentication at the token endpoint (and, later, every endpoint that authenticates
+//! clients): what the request presents, taken from exactly one place. Each method
+//! (`client_secret_basic`, `client_secret_post`, assertions, none for public clients) ends in
+//! a client that proved who it is; the grant rules after that are the same for all
+//! ([`latchkey_core::Issuer::issue_to`]).
+
+use http::{HeaderMap, header};
+use latchkey_core::{ErrorCode, OAuthError};
+
+use crate::{basic_auth, form::TokenForm};
+
+/// How the client authenticated: a bounded label for the log and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    Basic,
+    Post,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+        }
+    }
+}
+
+/// A client id and secret as presented, not yet checked.
+pub struct Presented {
+    pub client_id: String,
+    pub secret: String,
+    pub method: AuthMethod,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+/// The client id and secret, from exactly one of HTTP Basic and the form.
+/// `claimed` receives the client id as soon as one is known, for the log line of a failure.
+pub fn presented(
+    headers: &HeaderMap,
+    form: &TokenForm,
+    claimed: &mut Option<String>,
+) -> Result<Presented, OAuthError> {
+    let mut auth_headers = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = auth_headers.next();
+    if auth_headers.next().is_some() {
+        return Err(OAuthError::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    if let Some(value) = authorization {
+        let Some(basic) = basic_auth::parse(value.as_bytes())? else {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "client authentication must use HTTP Basic or form parameters",
+            ));
+        };
+        *claimed = Some(basic.client_id.clone());
+        if form.client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "client authenticated by both HTTP Basic and client_secret: use one method",
+            ));
+        }
+        if form
+            .client_id
+            .as_ref()
+            .is_some_and(|id| *id != basic.client_id)
+        {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the HTTP Basic client id",
+            ));
+        }
+        return Ok(Presented {
+            client_id: basic.client_id,
+            secret: basic.client_secret,
+            method: AuthMethod::Basic,
+        });
+    }
+    *claimed = form.client_id.clone();
+    match (&form.client_id, &form.client_secret) {
+        (Some(id), Some(secret)) => Ok(Presented {
+            client_id: id.clone(),
+            secret: secret.clone(),
+            method: AuthMethod::Post,
+        }),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_secret was sent without client_id",
+        )),
+        (Some(_), None) => Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client authentication failed",
+        )),
+        (None, None) => Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client authentication is required",
+        )),
+    }
+}
