@@ -19,6 +19,7 @@ pub mod response;
 pub mod routes;
 pub mod serve;
 pub mod sources;
+pub mod striped;
 pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;

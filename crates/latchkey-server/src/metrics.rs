@@ -4,19 +4,17 @@
 
 use std::time::Duration;
 
-use crate::throttle::By;
+use crate::{
+    striped::{StripedCounter, StripedHistogram},
+    throttle::By,
+};
 use latchkey_core::{
     ErrorCode, Registry,
     keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::exponential_buckets},
     registry::Registry as PromRegistry,
 };
 
@@ -52,8 +50,8 @@ const GRANTS: [&str; 2] = ["client_credentials", "other"];
 /// Every metric Latchkey exports, and the registry that encodes them.
 pub struct Metrics {
     registry: PromRegistry,
-    token_requests: Vec<Counter>,
-    token_latency: Histogram,
+    token_requests: Vec<StripedCounter>,
+    token_latency: StripedHistogram,
     clients_loaded: Gauge,
     signing_keys: Family<KeyLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
@@ -99,7 +97,7 @@ fn result_index(result: Option<ErrorCode>) -> usize {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = PromRegistry::with_prefix("latchkey");
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = Family::<RequestLabels, StripedCounter>::default();
         let mut token_requests = Vec::with_capacity(RESULTS * GRANTS.len());
         for result in std::iter::once(None).chain(ErrorCode::ALL.map(Some)) {
             for grant_type in GRANTS {
@@ -115,7 +113,7 @@ impl Metrics {
             "Token requests by result and grant type",
             requests.clone(),
         );
-        let token_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let token_latency = StripedHistogram::new(exponential_buckets(0.000_1, 2.0, 16));
         registry.register(
             "token_request_duration_seconds",
             "Time from request received to response ready, token endpoint",
@@ -233,7 +231,7 @@ impl Metrics {
     ) {
         let grant = usize::from(grant_type != Some(GRANTS[0]));
         self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
-        self.token_latency.observe(elapsed.as_secs_f64());
+        self.token_latency.observe(elapsed);
     }
 
     /// Record a new registry snapshot.
