@@ -29,6 +29,9 @@ pub enum Command {
     Keys(KeysArgs),
     /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
     Crd,
+    // Issue 13
+    /// Manage clients' credentials (`--clients PATH` for standalone, else in the cluster).
+    Clients(ClientsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -320,6 +323,41 @@ impl KeysAction {
             KeysAction::List(t) | KeysAction::Rotate(t) | KeysAction::Revoke { target: t, .. } => t,
         }
     }
+}
+
+// Issue 13: client credentials.
+/// `latchkey clients ACTION`.
+#[derive(Debug, Clone, Args)]
+pub struct ClientsArgs {
+    #[command(subcommand)]
+    pub action: ClientsAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientsAction {
+    /// Give a client a new secret and keep the old one valid for --grace, so its callers
+    /// switch with no failed request.
+    RotateSecret(RotateSecretArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateSecretArgs {
+    /// The OAuthClient's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OAuthClient's namespace (default: the kubeconfig's; standalone: "default").
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How long the old secret stays valid.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Standalone: edit these clients manifests (file or directory) instead of the cluster.
+    #[arg(long, env = "LATCHKEY_CLIENTS")]
+    pub clients: Option<PathBuf>,
+    /// How long every replica (or a standalone server's file reload) gets to see the old
+    /// secret's grace period before the new secret replaces it.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

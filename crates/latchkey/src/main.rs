@@ -10,6 +10,8 @@ mod keys_command;
 mod load_error;
 mod logging;
 mod observe;
+// Issue 13
+mod rotate_secret;
 mod self_signed;
 mod serving;
 mod standalone;
@@ -36,6 +38,8 @@ fn main() -> std::process::ExitCode {
         Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_command::run(args))),
         Command::Run(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
+        // Issue 13
+        Command::Clients(args) => runtime().and_then(|rt| rt.block_on(rotate_secret::run(args))),
         // Only prints: no logging, no runtime.
         Command::Crd => crd::print(),
     };
