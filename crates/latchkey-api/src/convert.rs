@@ -178,8 +178,11 @@ pub fn client_spec(
         claims: spec.claims.clone().into_iter().collect(),
         disabled: spec.disabled,
         origin,
-        // Issue 13: the caller adds the previous secret once it has read it.
+        // Issue 13: the caller adds the previous secret once it has read it, and the bulk
+        // revocation from the object's annotation.
         previous_secret: None,
+        may_introspect: spec.introspection,
+        tokens_not_before: None,
     })
 }
 

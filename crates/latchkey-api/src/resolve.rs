@@ -21,6 +21,26 @@ use crate::{OAuthClient, secret_data};
 /// `(namespace, name)` of an object.
 pub type ObjKey = (String, String);
 
+/// Issue 13: annotation on an OAuthClient revoking every token issued to it before a time
+/// (RFC 3339): bulk revocation, seen by introspection.
+pub const REVOKE_BEFORE_ANNOTATION: &str = "latchkey.dev/revoke-tokens-before";
+
+/// Issue 13: the bulk revocation time an OAuthClient's annotation states, if any.
+pub fn revoke_before(client: &OAuthClient) -> Result<Option<std::time::SystemTime>, String> {
+    let Some(text) = client.annotations().get(REVOKE_BEFORE_ANNOTATION) else {
+        return Ok(None);
+    };
+    text.parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|t| {
+            Some(system_time(
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t),
+            ))
+        })
+        .map_err(|_| {
+            format!("annotation {REVOKE_BEFORE_ANNOTATION}: {text:?} is not an RFC 3339 time")
+        })
+}
+
 /// Label on Secrets Latchkey generates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "latchkey";
@@ -686,11 +706,12 @@ fn decide(
         },
     };
     let record = crate::convert::client_spec(&client.spec, &client_id, digest, origin)
-        .map(|mut spec| {
-            spec.previous_secret = previous_digest;
-            spec
-        })
         .map_err(|e| e.to_string())
+        .and_then(|mut spec| {
+            spec.previous_secret = previous_digest;
+            spec.tokens_not_before = revoke_before(client)?;
+            Ok(spec)
+        })
         .and_then(|spec| ClientRecord::new(spec).map_err(|e| e.to_string()));
     match record {
         Err(reason) => (

@@ -94,6 +94,10 @@ pub struct OAuthClientSpec {
     /// `latchkey clients rotate-secret` sets it for generated credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret: Option<PreviousSecret>,
+    /// Issue 13: the client may call the introspection endpoint (RFC 7662), authenticating as
+    /// at the token endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspection: bool,
 }
 
 // Issue 13: secret rotation with a grace period.

@@ -39,6 +39,10 @@ pub struct ClientSpec {
     // downtime.
     /// The digest of the previous secret and the instant it stops being accepted.
     pub previous_secret: Option<(SecretDigest, SystemTime)>,
+    /// Whether the client may call the introspection endpoint.
+    pub may_introspect: bool,
+    /// Tokens issued to the client before this instant are revoked (bulk revocation).
+    pub tokens_not_before: Option<SystemTime>,
 }
 
 impl Default for ClientSpec {
@@ -57,6 +61,8 @@ impl Default for ClientSpec {
             origin: String::new(),
             // Issue 13
             previous_secret: None,
+            may_introspect: false,
+            tokens_not_before: None,
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct ClientRecord {
     // that expired at the epoch: checking it costs the same, so nothing tells the two apart.
     previous_secret: SecretDigest,
     previous_until: SystemTime,
+    may_introspect: bool,
+    tokens_not_before: Option<SystemTime>,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -144,6 +152,8 @@ impl ClientRecord {
             // Issue 13
             previous_secret: previous.0,
             previous_until: previous.1,
+            may_introspect: spec.may_introspect,
+            tokens_not_before: spec.tokens_not_before,
         })
     }
 
@@ -188,6 +198,16 @@ impl ClientRecord {
         let current = self.secret.ct_eq(presented);
         let previous = self.previous_secret.ct_eq(presented);
         current | (previous & (now < self.previous_until))
+    }
+
+    /// Whether the client may call the introspection endpoint.
+    pub fn may_introspect(&self) -> bool {
+        self.may_introspect
+    }
+
+    /// Tokens issued to the client before this instant are revoked.
+    pub fn tokens_not_before(&self) -> Option<SystemTime> {
+        self.tokens_not_before
     }
 
     /// When the previous secret stops being accepted, if the client has one.

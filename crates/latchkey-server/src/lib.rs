@@ -22,6 +22,9 @@ pub mod sources;
 pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;
+// Issue 13
+pub mod endpoint_form;
+pub mod introspect;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;
