@@ -64,6 +64,8 @@ pub struct App {
     // Issue 13
     /// Introspection's verifiers and the revocation list snapshot (the drivers swap it).
     pub introspector: Arc<latchkey_core::introspection::Introspector>,
+    /// Where revocations are recorded (set by the run mode at start).
+    pub revoker: crate::revoke::RevokerSlot,
 }
 
 /// A public document's handler.
@@ -83,6 +85,7 @@ impl App {
             config,
             metadata_paths,
             introspector: Arc::default(),
+            revoker: Default::default(),
         }
     }
 
@@ -118,6 +121,12 @@ impl App {
         if path == crate::routes::INTROSPECTION_PATH {
             return match *req.method() {
                 Method::POST => crate::introspect::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        if path == crate::routes::REVOCATION_PATH {
+            return match *req.method() {
+                Method::POST => crate::revoke::handle(self, req).await,
                 _ => response::method_not_allowed("POST"),
             };
         }

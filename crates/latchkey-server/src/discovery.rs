@@ -115,6 +115,8 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         // Issue 13
         "introspection_endpoint": format!("{base}{}", crate::routes::INTROSPECTION_PATH),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint": format!("{base}{}", crate::routes::REVOCATION_PATH),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     })
 }
 

@@ -25,6 +25,7 @@ pub mod token_endpoint;
 // Issue 13
 pub mod endpoint_form;
 pub mod introspect;
+pub mod revoke;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

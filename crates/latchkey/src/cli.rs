@@ -32,6 +32,8 @@ pub enum Command {
     // Issue 13
     /// Manage clients' credentials (`--clients PATH` for standalone, else in the cluster).
     Clients(ClientsArgs),
+    /// Revoke tokens (`--clients PATH` for standalone, else in the cluster).
+    Tokens(TokensArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -360,6 +362,36 @@ pub struct RotateSecretArgs {
     pub settle: Duration,
 }
 
+/// `latchkey tokens ACTION`.
+#[derive(Debug, Clone, Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub action: TokensAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokensAction {
+    /// Revoke every token issued to a client before a time (introspection then answers
+    /// inactive for them; offline JWT verifiers cannot see it).
+    Revoke(RevokeTokensArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeTokensArgs {
+    /// The OAuthClient's name.
+    #[arg(long)]
+    pub client: String,
+    /// The OAuthClient's namespace (default: the kubeconfig's; standalone: "default").
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Revoke tokens issued before this time (RFC 3339); default: now.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Standalone: edit these clients manifests (file or directory) instead of the cluster.
+    #[arg(long, env = "LATCHKEY_CLIENTS")]
+    pub clients: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -391,6 +423,14 @@ pub struct RunArgs {
     /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
     #[arg(long, env = "LATCHKEY_TOKEN_URL")]
     pub token_url: Option<String>,
+    // Issue 13
+    /// Name of the Secret (in --namespace) holding the revocation list.
+    #[arg(
+        long,
+        env = "LATCHKEY_REVOCATIONS_SECRET",
+        default_value = "latchkey-revocations"
+    )]
+    pub revocations_secret: String,
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

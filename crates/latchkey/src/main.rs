@@ -15,6 +15,7 @@ mod rotate_secret;
 mod self_signed;
 mod serving;
 mod standalone;
+mod tokens_command;
 
 use clap::Parser;
 
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Issue 13
         Command::Clients(args) => runtime().and_then(|rt| rt.block_on(rotate_secret::run(args))),
+        Command::Tokens(args) => runtime().and_then(|rt| rt.block_on(tokens_command::run(args))),
         // Only prints: no logging, no runtime.
         Command::Crd => crd::print(),
     };

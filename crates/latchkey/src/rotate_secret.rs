@@ -298,33 +298,85 @@ fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
+/// Every manifest under `path`, as YAML documents.
+fn load_files(path: &Path) -> Result<BTreeMap<PathBuf, Vec<Value>>, Error> {
+    let mut files = BTreeMap::new();
+    for file in manifest_files(path)? {
+        let text = std::fs::read_to_string(&file).map_err(Error::io(&file))?;
+        let mut docs = Vec::new();
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let v = <Value as serde::Deserialize>::deserialize(doc)
+                .map_err(|e| Error::Usage(format!("{}: not YAML: {e}", file.display())))?;
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+        files.insert(file, docs);
+    }
+    Ok(files)
+}
+
+/// Where the object of this kind, namespace and name is.
+fn find(
+    files: &BTreeMap<PathBuf, Vec<Value>>,
+    (api, kind): (&str, &str),
+    ns: &str,
+    want: &str,
+) -> Option<DocAt> {
+    files.iter().find_map(|(file, docs)| {
+        docs.iter().enumerate().find_map(|(index, v)| {
+            (kind_of(v) == (Some(api), Some(kind)) && name_ns(v) == (Some(want), ns)).then(|| {
+                DocAt {
+                    file: file.clone(),
+                    index,
+                }
+            })
+        })
+    })
+}
+
+/// Write one file's documents back, atomically.
+fn save(files: &BTreeMap<PathBuf, Vec<Value>>, file: &Path) -> Result<(), Error> {
+    let mut out = String::new();
+    for doc in files.get(file).into_iter().flatten() {
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        let text = serde_norway::to_string(doc)
+            .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+        out.push_str(&text);
+    }
+    crate::files::write_atomic(file, out.as_bytes(), true)
+}
+
+const OAUTH_CLIENT: (&str, &str) = ("latchkey.dev/v1alpha1", "OAuthClient");
+
+/// Issue 13: set an annotation on an OAuthClient in the manifests under `path` (standalone
+/// `latchkey tokens revoke`).
+pub(crate) fn annotate_in_files(
+    path: &Path,
+    ns: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<PathBuf, Error> {
+    let mut files = load_files(path)?;
+    let at = find(&files, OAUTH_CLIENT, ns, name)
+        .ok_or_else(|| Error::Usage(format!("no OAuthClient {ns}/{name} in {}", path.display())))?;
+    let doc = files
+        .get_mut(&at.file)
+        .and_then(|d| d.get_mut(at.index))
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| Error::Usage(format!("{}: not a mapping", at.file.display())))?;
+    child(child(doc, "metadata")?, "annotations")?.insert(key.into(), value.into());
+    save(&files, &at.file)?;
+    Ok(at.file)
+}
+
 impl FileStore {
     fn open(path: &Path, ns: &str, name: &str) -> Result<FileStore, Error> {
-        let mut files = BTreeMap::new();
-        for file in manifest_files(path)? {
-            let text = std::fs::read_to_string(&file).map_err(Error::io(&file))?;
-            let mut docs = Vec::new();
-            for doc in serde_norway::Deserializer::from_str(&text) {
-                let v = <Value as serde::Deserialize>::deserialize(doc)
-                    .map_err(|e| Error::Usage(format!("{}: not YAML: {e}", file.display())))?;
-                if !v.is_null() {
-                    docs.push(v);
-                }
-            }
-            files.insert(file, docs);
-        }
-        let find = |api: &str, kind: &str, want: &str| {
-            files.iter().find_map(|(file, docs)| {
-                docs.iter().enumerate().find_map(|(index, v)| {
-                    (kind_of(v) == (Some(api), Some(kind)) && name_ns(v) == (Some(want), ns)).then(
-                        || DocAt {
-                            file: file.clone(),
-                            index,
-                        },
-                    )
-                })
-            })
-        };
+        let files = load_files(path)?;
+        let find = |api: &str, kind: &str, want: &str| find(&files, (api, kind), ns, want);
         let client_at = find("latchkey.dev/v1alpha1", "OAuthClient", name).ok_or_else(|| {
             Error::Usage(format!("no OAuthClient {ns}/{name} in {}", path.display()))
         })?;
@@ -362,16 +414,7 @@ impl FileStore {
     }
 
     fn save(&self, file: &Path) -> Result<(), Error> {
-        let mut out = String::new();
-        for doc in self.files.get(file).into_iter().flatten() {
-            if !out.is_empty() {
-                out.push_str("---\n");
-            }
-            let text = serde_norway::to_string(doc)
-                .map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
-            out.push_str(&text);
-        }
-        crate::files::write_atomic(file, out.as_bytes(), true)
+        save(&self.files, file)
     }
 }
 
