@@ -244,8 +244,10 @@ mod tests {
         let other = issuer(registry.clone(), key("k1"));
         assert_eq!(x.introspect(&other, &t, at(1_001))["active"], false);
         // Another issuer with our keys: not ours either.
-        let mut settings = TokenSettings::default();
-        settings.issuer = "https://elsewhere.example".into();
+        let settings = TokenSettings {
+            issuer: "https://elsewhere.example".into(),
+            ..TokenSettings::default()
+        };
         let keys = i.keys().unwrap();
         let same = KeySet::new(keys.active().clone(), keys.published().to_vec()).unwrap();
         let elsewhere = Issuer::new(settings, registry, Some(same));
