@@ -84,6 +84,8 @@ trait RotationStore {
     async fn write_values(&mut self, values: &[(&str, &[u8])]) -> Result<(), Error>;
     /// Set `spec.previousSecret`.
     async fn set_previous(&mut self, key: &str, expires_at: &Time) -> Result<(), Error>;
+    /// Read the objects again (someone else may have written meanwhile).
+    async fn refresh(&mut self) -> Result<(), Error>;
     /// The key of the current secret.
     fn current_key(&self) -> String;
     /// Where the secret is, for the person who asked.
@@ -103,6 +105,7 @@ async fn steps<S: RotationStore>(
         .await?;
     store.set_previous(&previous_key, expires_at).await?;
     tokio::time::sleep(settle).await;
+    store.refresh().await?;
     let (now_current, _) = store.current()?;
     if now_current != old {
         return Err(Error::Usage(
@@ -227,6 +230,18 @@ impl RotationStore for ClusterStore {
         Ok(())
     }
 
+    async fn refresh(&mut self) -> Result<(), Error> {
+        self.secret = self
+            .secrets
+            .get(&self.secret_name)
+            .await
+            .map_err(Error::kube(format!(
+                "reading Secret {}/{}",
+                self.namespace, self.secret_name
+            )))?;
+        Ok(())
+    }
+
     fn current_key(&self) -> String {
         secret_data::DEFAULT_SECRET_KEY.to_owned()
     }
@@ -250,6 +265,8 @@ struct DocAt {
 
 /// The manifest files holding a client and its Secret, as YAML values.
 struct FileStore {
+    /// Where it was opened from, to read it again.
+    from: (PathBuf, String, String),
     files: BTreeMap<PathBuf, Vec<Value>>,
     client: DocAt,
     secret: DocAt,
@@ -397,6 +414,7 @@ impl FileStore {
             ))
         })?;
         Ok(FileStore {
+            from: (path.to_owned(), ns.to_owned(), name.to_owned()),
             previous_key: previous_key(&client),
             files,
             client: client_at,
@@ -472,6 +490,12 @@ impl RotationStore for FileStore {
         previous.insert("key".into(), key.into());
         previous.insert("expiresAt".into(), expires_at.0.to_string().into());
         self.save(&at.file)
+    }
+
+    async fn refresh(&mut self) -> Result<(), Error> {
+        let (path, ns, name) = self.from.clone();
+        *self = FileStore::open(&path, &ns, &name)?;
+        Ok(())
     }
 
     fn current_key(&self) -> String {

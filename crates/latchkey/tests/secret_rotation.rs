@@ -180,3 +180,40 @@ fn rotate_secret_names_what_it_cannot_find() {
         "nothing written"
     );
 }
+
+#[test]
+fn a_secret_changed_by_someone_else_during_the_rotation_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, CLIENTS).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "clients",
+            "rotate-secret",
+            "gw",
+            "--settle",
+            "3s",
+            "--clients",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the grace period is written, another writer replaces the secret.
+    assert!(
+        common::eventually(Duration::from_secs(10), || std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("previousSecret")),
+        "the first steps never happened"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let theirs = text.replace("clientSecret: first-secret", "clientSecret: theirs");
+    assert_ne!(text, theirs, "{text}");
+    std::fs::write(&file, &theirs).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changed during the rotation"), "{err}");
+    assert_eq!(current_secret(&file), "theirs", "their secret is kept");
+}
