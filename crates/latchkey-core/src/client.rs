@@ -1,7 +1,7 @@
 //! One registered client, checked and pre-rendered when it is loaded so that issuing a token
 //! only reads it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -35,6 +35,14 @@ pub struct ClientSpec {
     pub disabled: bool,
     /// Where the definition came from (`namespace/name`, `file#doc`), for logs and errors.
     pub origin: String,
+    // Issue 13: a previous secret, still accepted until a time, so a secret rotates without
+    // downtime.
+    /// The digest of the previous secret and the instant it stops being accepted.
+    pub previous_secret: Option<(SecretDigest, SystemTime)>,
+    /// Whether the client may call the introspection endpoint.
+    pub may_introspect: bool,
+    /// Tokens issued to the client before this instant are revoked (bulk revocation).
+    pub tokens_not_before: Option<SystemTime>,
 }
 
 impl Default for ClientSpec {
@@ -51,6 +59,10 @@ impl Default for ClientSpec {
             claims: Map::new(),
             disabled: false,
             origin: String::new(),
+            // Issue 13
+            previous_secret: None,
+            may_introspect: false,
+            tokens_not_before: None,
         }
     }
 }
@@ -77,6 +89,12 @@ pub struct ClientRecord {
     origin: String,
     /// `,"aud":…,"claim":…` ready to close a token's claims object; empty when none.
     extra_claims_json: String,
+    // Issue 13: the previous secret and when it stops being accepted. Without one, a decoy
+    // that expired at the epoch: checking it costs the same, so nothing tells the two apart.
+    previous_secret: SecretDigest,
+    previous_until: SystemTime,
+    may_introspect: bool,
+    tokens_not_before: Option<SystemTime>,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -119,6 +137,9 @@ impl ClientRecord {
         let extra_claims_json = render_extra_claims(&spec.audience, &spec.claims)?;
         let mut grant_types = spec.grant_types;
         grant_types.dedup();
+        let previous = spec
+            .previous_secret
+            .unwrap_or_else(|| (SecretDigest::decoy(), SystemTime::UNIX_EPOCH));
         Ok(ClientRecord {
             client_id: spec.client_id,
             secret: spec.secret,
@@ -128,6 +149,11 @@ impl ClientRecord {
             disabled: spec.disabled,
             origin: spec.origin,
             extra_claims_json,
+            // Issue 13
+            previous_secret: previous.0,
+            previous_until: previous.1,
+            may_introspect: spec.may_introspect,
+            tokens_not_before: spec.tokens_not_before,
         })
     }
 
@@ -163,6 +189,30 @@ impl ClientRecord {
     /// The pre-rendered `aud` and static claims, each preceded by a comma.
     pub fn extra_claims_json(&self) -> &str {
         &self.extra_claims_json
+    }
+
+    // Issue 13: secret rotation.
+    /// Whether `presented` (a digest of the presented secret) is the current secret, or the
+    /// previous one before it stops at `now`. Both comparisons always run, in constant time.
+    pub fn secret_matches(&self, presented: &SecretDigest, now: SystemTime) -> bool {
+        let current = self.secret.ct_eq(presented);
+        let previous = self.previous_secret.ct_eq(presented);
+        current | (previous & (now < self.previous_until))
+    }
+
+    /// Whether the client may call the introspection endpoint.
+    pub fn may_introspect(&self) -> bool {
+        self.may_introspect
+    }
+
+    /// Tokens issued to the client before this instant are revoked.
+    pub fn tokens_not_before(&self) -> Option<SystemTime> {
+        self.tokens_not_before
+    }
+
+    /// When the previous secret stops being accepted, if the client has one.
+    pub fn previous_secret_until(&self) -> Option<SystemTime> {
+        (self.previous_until > SystemTime::UNIX_EPOCH).then_some(self.previous_until)
     }
 }
 
@@ -276,6 +326,29 @@ pub(crate) mod tests {
         ] {
             assert!(ClientRecord::new(spec(ok, "b")).is_ok(), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn previous_secret_is_accepted_until_it_stops() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut s = spec("a", "new");
+        s.previous_secret = Some((SecretDigest::of_secret(b"old").unwrap(), at));
+        let c = ClientRecord::new(s).unwrap();
+        let old = SecretDigest::of(b"old");
+        let new = SecretDigest::of(b"new");
+        let before = at - Duration::from_secs(1);
+        assert!(c.secret_matches(&new, before));
+        assert!(c.secret_matches(&old, before));
+        assert!(c.secret_matches(&new, at));
+        assert!(
+            !c.secret_matches(&old, at),
+            "refused from the stated instant"
+        );
+        assert!(!c.secret_matches(&SecretDigest::of(b"other"), before));
+        assert_eq!(c.previous_secret_until(), Some(at));
+        let plain = ClientRecord::new(spec("a", "new")).unwrap();
+        assert!(!plain.secret_matches(&old, SystemTime::UNIX_EPOCH));
+        assert_eq!(plain.previous_secret_until(), None);
     }
 
     #[test]

@@ -21,4 +21,8 @@ pub enum CoreError {
     /// Signing failed (the crypto library refused).
     #[error("signing failed")]
     Signing,
+    // Issue 13
+    /// A revocation could not be recorded, or the revocation list is unreadable.
+    #[error("{0}")]
+    Revocation(String),
 }

@@ -61,6 +61,11 @@ pub struct App {
     pub throttle: Throttle,
     /// Where the metadata is served, derived once from the issuer.
     metadata_paths: Vec<String>,
+    // Issue 13
+    /// Introspection's verifiers and the revocation list snapshot (the drivers swap it).
+    pub introspector: Arc<latchkey_core::introspection::Introspector>,
+    /// Where revocations are recorded (set by the run mode at start).
+    pub revoker: crate::revoke::RevokerSlot,
 }
 
 /// A public document's handler.
@@ -79,6 +84,8 @@ impl App {
             throttle: Throttle::new(config.throttle.clone()),
             config,
             metadata_paths,
+            introspector: Arc::default(),
+            revoker: Default::default(),
         }
     }
 
@@ -109,6 +116,19 @@ impl App {
             };
             cors::decorate(policy, origin.as_ref(), &mut res);
             return res;
+        }
+        // Issue 13: endpoints for clients' servers, not for pages (no CORS).
+        if path == crate::routes::INTROSPECTION_PATH {
+            return match *req.method() {
+                Method::POST => crate::introspect::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        if path == crate::routes::REVOCATION_PATH {
+            return match *req.method() {
+                Method::POST => crate::revoke::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
             Some(discovery::jwks)

@@ -54,6 +54,11 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         default_lifetime: args.serve.timing.token_lifetime,
     };
     serving::check_lifetime(&settings)?;
+    // Issue 13: the revocation list Secret, in Latchkey's namespace.
+    let revocations = latchkey_operator::revocation_secret::SecretRevocationStore::new(
+        kube::Api::namespaced(client.clone(), &namespace),
+        &args.revocations_secret,
+    );
     let cfg = OperatorConfig {
         namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
         namespace,
@@ -81,6 +86,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
     let (app, admin) =
         serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
+    // Issue 13: every replica follows the list; any replica records a revocation.
+    tokio::spawn(revocations.clone().follow(app.introspector.clone()));
+    app.revoker
+        .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let operator = Operator {
         client,

@@ -294,6 +294,11 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
             "token_endpoint_auth_methods_supported",
             "response_types_supported",
             "scopes_supported",
+            // Issue 13
+            "introspection_endpoint",
+            "introspection_endpoint_auth_methods_supported",
+            "revocation_endpoint",
+            "revocation_endpoint_auth_methods_supported",
         ];
         for member in doc.as_object().unwrap().keys() {
             assert!(standard.contains(&member.as_str()), "{member}");
