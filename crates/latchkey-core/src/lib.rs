@@ -12,12 +12,14 @@ pub mod issuer;
 pub mod key_driver;
 pub mod keyring;
 pub mod oauth;
+pub mod password;
 pub mod registry;
 pub mod scope;
 pub mod secret_digest;
 pub mod signing;
 pub mod store;
 pub mod token;
+pub mod user;
 
 pub use client::{ClientRecord, ClientSpec};
 pub use error::CoreError;
@@ -29,6 +31,7 @@ pub use scope::ScopePolicy;
 pub use secret_digest::SecretDigest;
 pub use signing::{KeyMaterial, KeySet, SigningAlgorithm, SigningKey};
 pub use token::{IssuedToken, TokenSettings};
+pub use user::{UserDirectory, UserRecord};
 
 /// The APK defaults Latchkey must reproduce exactly in its APK profile.
 pub mod apk {
