@@ -102,6 +102,10 @@ generate:
 	  || { rm -f manifests/crds/oauthclients.latchkey.dev.yaml.tmp; exit 1; }
 	mv manifests/crds/oauthclients.latchkey.dev.yaml.tmp manifests/crds/oauthclients.latchkey.dev.yaml
 	cp manifests/crds/oauthclients.latchkey.dev.yaml charts/latchkey/crds/oauthclients.latchkey.dev.yaml
+	$(CARGO) run -q -p latchkey -- crd users > manifests/crds/users.latchkey.dev.yaml.tmp \
+	  || { rm -f manifests/crds/users.latchkey.dev.yaml.tmp; exit 1; }
+	mv manifests/crds/users.latchkey.dev.yaml.tmp manifests/crds/users.latchkey.dev.yaml
+	cp manifests/crds/users.latchkey.dev.yaml charts/latchkey/crds/users.latchkey.dev.yaml
 	$(MAKE) --no-print-directory install-manifest
 
 ## install-manifest: render manifests/install.yaml from charts/latchkey (helm template)
