@@ -6,6 +6,7 @@ mod cluster;
 mod crd;
 mod error;
 mod files;
+mod hash_password;
 mod keys_command;
 mod load_error;
 mod logging;
@@ -37,7 +38,8 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
         // Only prints: no logging, no runtime.
-        Command::Crd => crd::print(),
+        Command::Crd(args) => crd::print(args.kind),
+        Command::HashPassword => hash_password::run(),
     };
     let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

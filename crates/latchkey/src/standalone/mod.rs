@@ -4,6 +4,7 @@
 
 pub mod client_files;
 pub mod key_file;
+pub mod user_files;
 
 use std::{
     path::PathBuf,
@@ -11,6 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use arc_swap::ArcSwap;
 use latchkey_core::{
     Issuer, TokenSettings,
     key_driver::{self, KeyRequests},
@@ -61,6 +63,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             (client_files::apk_default(), None)
         }
     };
+    // Issue 12: the users who may sign in.
+    let (users, users_loaded) = load_users(&args).await?;
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
         default_lifetime: args.serve.timing.token_lifetime,
@@ -69,6 +73,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
+    metrics.observe_users(users.len());
+    let users = Arc::new(ArcSwap::from_pointee(users));
 
     // The first pass before serving: a key exists, and a stored key the flags contradict is
     // refused with a one-line error rather than replaced.
@@ -108,11 +114,42 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             path,
             every: args.serve.reload_interval,
             issuer,
-            metrics,
+            metrics: metrics.clone(),
         };
-        tokio::spawn(reload.run(loaded, shutdown_rx));
+        tokio::spawn(reload.run(loaded, shutdown_rx.clone()));
+    }
+    if let Some(path) = args.users.clone() {
+        let reload = user_files::Reload {
+            path,
+            every: args.serve.reload_interval,
+            directory: users.clone(),
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(reload.run(users_loaded, shutdown_rx));
     }
     serving::run(&args.serve, app, admin, shutdown_tx, std::future::pending()).await
+}
+
+/// The users from `--users`, or APK's sample users (with a warning) without it.
+async fn load_users(
+    args: &StandaloneArgs,
+) -> Result<(latchkey_core::UserDirectory, Option<[u8; 32]>), Error> {
+    match &args.users {
+        Some(path) => {
+            let p = path.clone();
+            let snapshot = off_runtime(move || client_files::read_snapshot(&p)).await??;
+            let s = snapshot.clone();
+            let directory = off_runtime(move || user_files::load(&s)).await??;
+            tracing::info!(path = %path.display(), users = directory.len(), "users loaded");
+            Ok((directory, Some(snapshot.digest())))
+        }
+        None => {
+            tracing::warn!(
+                "no --users given: serving APK's sample non-production users admin/admin and user1/user1, whose passwords are public; for testing only"
+            );
+            Ok((off_runtime(user_files::apk_samples).await??, None))
+        }
+    }
 }
 
 /// Reloads the clients whenever the manifests' content changes.
