@@ -19,6 +19,9 @@ pub mod run;
 pub mod status;
 pub mod watch;
 pub mod writer;
+// Issue 12: people who sign in.
+pub mod user_status;
+pub mod user_watch;
 
 pub use config::OperatorConfig;
 pub use error::OperatorError;

@@ -6,9 +6,10 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use arc_swap::ArcSwap;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{Api, Client, runtime::events::Reporter};
-use latchkey_core::Issuer;
+use latchkey_core::{Issuer, UserDirectory};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -17,6 +18,8 @@ use crate::{
     key_secret::SecretKeyStore,
     leader::{self, LeaderConfig},
     observe::Observer,
+    user_status::UserStatusWriter,
+    user_watch,
     writer::Writer,
 };
 
@@ -29,6 +32,10 @@ pub struct Operator {
     pub observer: Arc<dyn Observer>,
     /// Set once the lists are synced and a signing key is loaded.
     pub ready: Arc<AtomicBool>,
+    // Issue 12: people who sign in.
+    /// The users who may sign in, swapped whole on change (not part of readiness: the token
+    /// service for clients never waits for users).
+    pub users: Arc<ArcSwap<UserDirectory>>,
 }
 
 impl Operator {
@@ -41,6 +48,7 @@ impl Operator {
             issuer,
             observer,
             ready,
+            users,
         } = self;
         let (leading_tx, leading_rx) = watch::channel(false);
         let (synced_tx, synced_rx) = watch::channel(false);
@@ -93,6 +101,24 @@ impl Operator {
             sinks,
             shutdown.clone(),
         ));
+        // Issue 12: the users' watch and the status writer, beside the clients'.
+        let (user_changes_tx, user_changes_rx) = mpsc::unbounded_channel();
+        let user_sinks = user_watch::UserSinks {
+            directory: users,
+            observer: observer.clone(),
+            changes: user_changes_tx,
+        };
+        let user_watch_task = tokio::spawn(user_watch::run(
+            client.clone(),
+            cfg.scopes(),
+            user_sinks,
+            shutdown.clone(),
+        ));
+        let user_status = UserStatusWriter {
+            client: client.clone(),
+        };
+        let user_status_task =
+            tokio::spawn(user_status.run(user_changes_rx, leading_rx.clone(), shutdown.clone()));
         let writer = Writer::new(client, &cfg.identity, &cfg.token_url);
         let leading_observer = observer.clone();
         let writer_task = tokio::spawn(writer.run(
@@ -114,6 +140,8 @@ impl Operator {
             watch_task,
             writer_task,
             readiness,
+            user_watch_task,
+            user_status_task,
         ] {
             task.abort();
         }

@@ -88,6 +88,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         issuer,
         observer: Arc::new(MetricsObserver(metrics)),
         ready,
+        users: Arc::new(arc_swap::ArcSwap::from_pointee(
+            latchkey_core::UserDirectory::default(),
+        )),
     };
     let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await
