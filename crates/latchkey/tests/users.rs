@@ -1,6 +1,7 @@
 //! Users standalone, through the real binary: `latchkey hash-password`, APK's sample users
 //! without `--users`, User manifests loaded and reloaded from files, a broken file keeping the
 //! last good users, and a bad file refused at start with its file and document named.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
