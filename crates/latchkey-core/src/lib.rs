@@ -4,6 +4,8 @@
 //! Nothing here touches the network, Kubernetes or the clock: time is always a parameter, so
 //! every rule can be tested without a server and without sleeping.
 
+// Issue 12: authorization grants (codes and refresh-token families).
+pub mod authorization_grant;
 pub mod certificate;
 pub mod client;
 pub mod error;
