@@ -643,8 +643,12 @@ pub(crate) mod tests {
         assert!(is_s256_challenge(
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
-        assert!(!is_s256_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c"));
-        assert!(!is_s256_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c="));
+        assert!(!is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c"
+        ));
+        assert!(!is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c="
+        ));
         assert!(!is_s256_challenge(&"!".repeat(43)));
         assert!(!is_code_verifier("short"));
         assert!(!is_code_verifier(&"a".repeat(129)));
@@ -731,7 +735,7 @@ pub(crate) mod tests {
         // Forged secrets and shapes are unknown.
         for forged in [
             format!("{id}.AAAA"),
-            format!("{id}"),
+            id.to_string(),
             "nope".to_owned(),
             format!("{}.x", "g".repeat(32)),
         ] {

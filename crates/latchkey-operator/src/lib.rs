@@ -20,6 +20,8 @@ pub mod status;
 pub mod watch;
 pub mod writer;
 // Issue 12: people who sign in.
+pub mod collection_configmaps;
+pub mod grant_sweep;
 pub mod user_status;
 pub mod user_watch;
 

@@ -9,11 +9,13 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{Api, Client, runtime::events::Reporter};
-use latchkey_core::{Issuer, UserDirectory};
+use latchkey_core::{Issuer, UserDirectory, authorization_grant::GrantRecord};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     OperatorConfig, OperatorError, client_watch,
+    collection_configmaps::CollectionConfigMaps,
+    grant_sweep,
     key_driver::KeyDriver,
     key_secret::SecretKeyStore,
     leader::{self, LeaderConfig},
@@ -119,6 +121,13 @@ impl Operator {
         };
         let user_status_task =
             tokio::spawn(user_status.run(user_changes_rx, leading_rx.clone(), shutdown.clone()));
+        let grants = CollectionConfigMaps::<GrantRecord>::grants(client.clone(), &cfg.namespace);
+        let grant_sweep_task = tokio::spawn(grant_sweep::run(
+            grants,
+            grant_sweep::SWEEP_EVERY,
+            leading_rx.clone(),
+            shutdown.clone(),
+        ));
         let writer = Writer::new(client, &cfg.identity, &cfg.token_url);
         let leading_observer = observer.clone();
         let writer_task = tokio::spawn(writer.run(
@@ -142,6 +151,7 @@ impl Operator {
             readiness,
             user_watch_task,
             user_status_task,
+            grant_sweep_task,
         ] {
             task.abort();
         }

@@ -3,6 +3,7 @@
 //! the stores differ: files here, Kubernetes objects there.
 
 pub mod client_files;
+pub mod collection_files;
 pub mod key_file;
 pub mod user_files;
 
@@ -108,7 +109,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     };
     // Standalone, this process is always the one writer.
     let (_writer_tx, writer_rx) = watch::channel(true);
-    tokio::spawn(driver.run(Some(first.ring), writer_rx, shutdown_rx.clone()));
+    tokio::spawn(driver.run(Some(first.ring), writer_rx.clone(), shutdown_rx.clone()));
     if let Some(path) = args.clients.clone() {
         let reload = Reload {
             path,
@@ -118,6 +119,17 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         };
         tokio::spawn(reload.run(loaded, shutdown_rx.clone()));
     }
+    // Issue 12: expired authorization grants leave the state directory.
+    let grants =
+        collection_files::CollectionFiles::<latchkey_core::authorization_grant::GrantRecord>::new(
+            &state_dir.join("grants"),
+        );
+    tokio::spawn(latchkey_operator::grant_sweep::run(
+        grants,
+        latchkey_operator::grant_sweep::SWEEP_EVERY,
+        writer_rx.clone(),
+        shutdown_rx.clone(),
+    ));
     if let Some(path) = args.users.clone() {
         let reload = user_files::Reload {
             path,
