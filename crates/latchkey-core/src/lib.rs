@@ -18,6 +18,8 @@ pub mod password;
 pub mod registry;
 pub mod scope;
 pub mod secret_digest;
+// Issue 12: session cookie sealing keys.
+pub mod session_keys;
 pub mod signing;
 pub mod store;
 pub mod token;

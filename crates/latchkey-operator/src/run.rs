@@ -9,7 +9,11 @@ use std::sync::{
 use arc_swap::ArcSwap;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{Api, Client, runtime::events::Reporter};
-use latchkey_core::{Issuer, UserDirectory, authorization_grant::GrantRecord};
+use latchkey_core::{
+    Issuer, UserDirectory,
+    authorization_grant::GrantRecord,
+    session_keys::{SessionKeyPolicy, SessionKeys},
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -20,6 +24,8 @@ use crate::{
     key_secret::SecretKeyStore,
     leader::{self, LeaderConfig},
     observe::Observer,
+    session_key_loop,
+    session_key_secret::SessionKeySecret,
     user_status::UserStatusWriter,
     user_watch,
     writer::Writer,
@@ -38,6 +44,8 @@ pub struct Operator {
     /// The users who may sign in, swapped whole on change (not part of readiness: the token
     /// service for clients never waits for users).
     pub users: Arc<ArcSwap<UserDirectory>>,
+    /// The keys that seal session cookies, read from their Secret (advanced by the leader).
+    pub session_keys: Arc<ArcSwap<SessionKeys>>,
 }
 
 impl Operator {
@@ -51,6 +59,7 @@ impl Operator {
             observer,
             ready,
             users,
+            session_keys,
         } = self;
         let (leading_tx, leading_rx) = watch::channel(false);
         let (synced_tx, synced_rx) = watch::channel(false);
@@ -128,6 +137,14 @@ impl Operator {
             leading_rx.clone(),
             shutdown.clone(),
         ));
+        let session_key_task = tokio::spawn(session_key_loop::run(
+            SessionKeySecret::new(client.clone(), &cfg.namespace),
+            SessionKeyPolicy::default(),
+            session_key_loop::POLL_EVERY,
+            session_keys,
+            leading_rx.clone(),
+            shutdown.clone(),
+        ));
         let writer = Writer::new(client, &cfg.identity, &cfg.token_url);
         let leading_observer = observer.clone();
         let writer_task = tokio::spawn(writer.run(
@@ -152,6 +169,7 @@ impl Operator {
             user_watch_task,
             user_status_task,
             grant_sweep_task,
+            session_key_task,
         ] {
             task.abort();
         }

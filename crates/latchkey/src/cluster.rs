@@ -91,6 +91,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         users: Arc::new(arc_swap::ArcSwap::from_pointee(
             latchkey_core::UserDirectory::default(),
         )),
+        session_keys: Arc::new(arc_swap::ArcSwap::from_pointee(
+            latchkey_core::session_keys::SessionKeys::default(),
+        )),
     };
     let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await

@@ -905,6 +905,10 @@ fn the_chart_installs_and_its_service_account_runs_the_whole_flow() {
         assert!(can_i(&sa, &[verb, "configmaps", "-n", &rel.0]), "{verb}");
     }
     assert!(!can_i(&sa, &["create", "configmaps", "-n", &apps.0]));
+    assert!(can_i(
+        &sa,
+        &["update", "secret/latchkey-session-keys", "-n", &rel.0]
+    ));
     assert!(can_i(&sa, &["watch", "users.latchkey.dev", "-n", &apps.0]));
     assert!(!can_i(
         &sa,

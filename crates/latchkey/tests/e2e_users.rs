@@ -148,6 +148,16 @@ fn run_resolves_users_writes_their_status_and_drops_disabled_ones_within_seconds
     let state = tempfile::tempdir().unwrap();
     let server = start_run(&ns.0, "users-a", state.path(), &[]);
     wait_ready(&server);
+    // The leader makes the session-cookie keys, in their own Secret.
+    let mut keys = None;
+    assert!(eventually(Duration::from_secs(20), || {
+        keys =
+            secret_data(&ns.0, "latchkey-session-keys").and_then(|d| d.get("keys.json").cloned());
+        keys.is_some()
+    }));
+    let keys: latchkey_core::session_keys::SessionKeys =
+        serde_json::from_str(&keys.unwrap()).unwrap();
+    assert_eq!(keys.keys.len(), 1);
 
     let hash = hash_password("alice-pw");
     kubectl_ok(

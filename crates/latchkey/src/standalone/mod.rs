@@ -5,6 +5,7 @@
 pub mod client_files;
 pub mod collection_files;
 pub mod key_file;
+pub mod session_key_file;
 pub mod user_files;
 
 use std::{
@@ -127,6 +128,20 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     tokio::spawn(latchkey_operator::grant_sweep::run(
         grants,
         latchkey_operator::grant_sweep::SWEEP_EVERY,
+        writer_rx.clone(),
+        shutdown_rx.clone(),
+    ));
+    // Issue 12: the session-cookie keys, made on first start and rotated in the state dir.
+    let session_store = session_key_file::SessionKeyFile::new(state_dir);
+    let policy = latchkey_core::session_keys::SessionKeyPolicy::default();
+    let session_keys = Arc::new(ArcSwap::from_pointee(
+        latchkey_core::session_keys::pass(&session_store, &policy, unix_now() as u64).await?,
+    ));
+    tokio::spawn(latchkey_operator::session_key_loop::run(
+        session_store,
+        policy,
+        latchkey_operator::session_key_loop::POLL_EVERY,
+        session_keys,
         writer_rx.clone(),
         shutdown_rx.clone(),
     ));
