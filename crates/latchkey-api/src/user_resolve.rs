@@ -322,6 +322,13 @@ impl UserIndex {
             readers.remove(user);
             if readers.is_empty() {
                 self.readers.remove(secret);
+                if self
+                    .hashes
+                    .get(secret)
+                    .is_some_and(|kept| kept.values().all(Option::is_none))
+                {
+                    self.hashes.remove(secret);
+                }
             }
         }
     }
@@ -337,6 +344,14 @@ impl UserIndex {
         let key = key_of(s);
         let kept = kept_hashes(s);
         let new_name = self.secret_names.insert(key.clone());
+        // Of a Secret that holds no hash and that no user reads, only its name is kept: a
+        // cluster's other Secrets cost a name each.
+        if !self.readers.contains_key(&key) && kept.values().all(Option::is_none) {
+            if self.hashes.remove(&key).is_some() || new_name {
+                self.mark_readers(&key);
+            }
+            return;
+        }
         if new_name || self.hashes.get(&key) != Some(&kept) {
             self.hashes.insert(key.clone(), kept);
             self.mark_readers(&key);
@@ -493,9 +508,13 @@ impl UserIndex {
                     },
                 },
             },
-            None if self.secrets_listed && !self.secret_names.contains(&secret_key) => {
-                UserState::SecretNotFound { secret }
-            }
+            // It exists, but was seen when nobody read it and held no hash.
+            None if self.secret_names.contains(&secret_key) => UserState::PasswordInvalid {
+                secret,
+                key: field,
+                reason: "holds no Argon2id PHC string (see `latchkey hash-password`)".into(),
+            },
+            None if self.secrets_listed => UserState::SecretNotFound { secret },
             None => UserState::SecretPending { secret },
         }
     }
@@ -647,6 +666,39 @@ mod tests {
             UserState::SecretNotFound { .. }
         ));
         assert!(ix.directory().is_empty());
+    }
+
+    #[test]
+    fn secrets_without_a_hash_that_nobody_reads_are_kept_by_name_only() {
+        let mut ix = UserIndex::default();
+        ix.mark_secrets_listed();
+        ix.apply_secret(&secret(
+            "tls",
+            &[("tls.key", "-----BEGIN PRIVATE KEY-----")],
+        ));
+        assert!(!ix.hashes.contains_key(&k("tls")));
+        // A user naming it later learns that it exists without a hash.
+        let mut u = user("alice", "alice");
+        u.spec.password_ref.name = "tls".into();
+        ix.apply_user(u, rank(1, "alice"));
+        ix.resolve();
+        assert!(matches!(
+            state(&ix, "alice"),
+            UserState::PasswordInvalid { .. }
+        ));
+        // Once read, its keys are known, and a hash written into it is taken.
+        ix.apply_secret(&secret("tls", &[("tls.key", "x")]));
+        ix.resolve();
+        assert!(matches!(
+            state(&ix, "alice"),
+            UserState::PasswordMissing { .. }
+        ));
+        ix.apply_secret(&secret("tls", &[("passwordHash", HASH.as_phc())]));
+        ix.resolve();
+        assert_eq!(state(&ix, "alice"), UserState::Ready);
+        ix.delete_user(&k("alice"));
+        ix.apply_secret(&secret("tls", &[("tls.key", "x")]));
+        assert!(!ix.hashes.contains_key(&k("tls")));
     }
 
     #[test]
