@@ -232,7 +232,7 @@ fn run_resolves_users_writes_their_status_and_drops_disabled_ones_within_seconds
         .metric("latchkey_users_loaded")
         == Some(0.0)));
     println!(
-        "a disabled User left the directory after {:?}",
+        "figure: a disabled User left the directory after {:?}",
         start.elapsed()
     );
     wait_condition(&ns.0, "alice", "Ready", ("False", "Disabled"));
