@@ -48,7 +48,7 @@ e2e:
 	$(CARGO) build --tests -p latchkey --features e2e
 	bash $(TESTENV_DIR)/up.sh
 	set -o pipefail; status=0; \
-	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install -- --test-threads=1 --nocapture 2>&1 \
+	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install --test e2e_users --test e2e_grants -- --test-threads=1 --nocapture 2>&1 \
 	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
 	  bash $(TESTENV_DIR)/down.sh; \
 	  grep -o 'figure:.*' target/e2e.log || true; \
@@ -102,6 +102,10 @@ generate:
 	  || { rm -f manifests/crds/oauthclients.latchkey.dev.yaml.tmp; exit 1; }
 	mv manifests/crds/oauthclients.latchkey.dev.yaml.tmp manifests/crds/oauthclients.latchkey.dev.yaml
 	cp manifests/crds/oauthclients.latchkey.dev.yaml charts/latchkey/crds/oauthclients.latchkey.dev.yaml
+	$(CARGO) run -q -p latchkey -- crd users > manifests/crds/users.latchkey.dev.yaml.tmp \
+	  || { rm -f manifests/crds/users.latchkey.dev.yaml.tmp; exit 1; }
+	mv manifests/crds/users.latchkey.dev.yaml.tmp manifests/crds/users.latchkey.dev.yaml
+	cp manifests/crds/users.latchkey.dev.yaml charts/latchkey/crds/users.latchkey.dev.yaml
 	$(MAKE) --no-print-directory install-manifest
 
 ## install-manifest: render manifests/install.yaml from charts/latchkey (helm template)

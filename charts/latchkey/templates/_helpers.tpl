@@ -140,6 +140,13 @@ the Secret and the TokenIssuer's inline trust show the same certificate in one r
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Issue 12: people who sign in.
+- apiGroups: ["latchkey.dev"]
+  resources: ["users"]
+  verbs: ["list", "watch"]
+- apiGroups: ["latchkey.dev"]
+  resources: ["users/status"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/* --verifier-cache in seconds (0: leave the flag out, two jwksMaxAge). With apk.enabled, at

@@ -42,7 +42,7 @@ pub fn crd_yaml() -> String {
 }
 
 /// Joins the lines of each paragraph of every `description` in a schema.
-fn unwrap_descriptions(node: &mut Value) {
+pub(crate) fn unwrap_descriptions(node: &mut Value) {
     match node {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
@@ -72,7 +72,7 @@ fn unwrap(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{OAuthClientSpec, convert::validate, rules::*};
     use serde_json::json;
@@ -392,7 +392,7 @@ mod tests {
     /// One node of the structural part of a schema (reached through `properties`, `items` and
     /// `additionalProperties`): it states its type, or preserves unknown fields, or is
     /// int-or-string; `nullable` only beside a type and never on a required property.
-    fn structural(path: &str, node: &Value, required: bool) {
+    pub(crate) fn structural(path: &str, node: &Value, required: bool) {
         let obj = node
             .as_object()
             .unwrap_or_else(|| panic!("{path}: not a schema"));

@@ -13,6 +13,11 @@ pub mod resolve;
 pub mod rules;
 pub mod secret_data;
 pub mod types;
+// Issue 12: people who sign in.
+pub mod user;
+pub mod user_crd;
+pub mod user_resolve;
+pub mod user_rules;
 
 pub use convert::client_spec;
 pub use error::ApiError;

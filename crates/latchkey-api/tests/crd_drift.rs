@@ -23,3 +23,17 @@ fn committed_crd_matches_the_types() {
         );
     }
 }
+
+// Issue 12: the User CRD.
+#[test]
+fn committed_user_crd_matches_the_types() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/crds/users.latchkey.dev.yaml");
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make generate`", path.display()));
+    assert!(
+        committed == latchkey_api::user_crd::crd_yaml(),
+        "{} is out of date with the User types; run `make generate` and commit the result",
+        path.display()
+    );
+}

@@ -18,6 +18,9 @@ pub enum CoreError {
     /// A key set breaks a rule (no active key, duplicate kid).
     #[error("key set: {0}")]
     KeySet(String),
+    /// A password hash is not an accepted Argon2id PHC string (the message never repeats it).
+    #[error("password hash: {0}")]
+    InvalidPassword(String),
     /// Signing failed (the crypto library refused).
     #[error("signing failed")]
     Signing,

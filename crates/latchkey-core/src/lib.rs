@@ -4,6 +4,8 @@
 //! Nothing here touches the network, Kubernetes or the clock: time is always a parameter, so
 //! every rule can be tested without a server and without sleeping.
 
+// Issue 12: authorization grants (codes and refresh-token families).
+pub mod authorization_grant;
 pub mod certificate;
 pub mod client;
 pub mod error;
@@ -12,15 +14,19 @@ pub mod issuer;
 pub mod key_driver;
 pub mod keyring;
 pub mod oauth;
+pub mod password;
 pub mod registry;
 pub mod scope;
 pub mod secret_digest;
+// Issue 12: session cookie sealing keys.
+pub mod session_keys;
 pub mod signing;
 pub mod store;
 pub mod token;
 // Issue 13
 pub mod introspection;
 pub mod revocation;
+pub mod user;
 
 pub use client::{ClientRecord, ClientSpec};
 pub use error::CoreError;
@@ -32,6 +38,7 @@ pub use scope::ScopePolicy;
 pub use secret_digest::SecretDigest;
 pub use signing::{KeyMaterial, KeySet, SigningAlgorithm, SigningKey};
 pub use token::{IssuedToken, TokenSettings};
+pub use user::{UserDirectory, UserRecord};
 
 /// The APK defaults Latchkey must reproduce exactly in its APK profile.
 pub mod apk {

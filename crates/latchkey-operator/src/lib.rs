@@ -21,6 +21,13 @@ pub mod run;
 pub mod status;
 pub mod watch;
 pub mod writer;
+// Issue 12: people who sign in.
+pub mod collection_configmaps;
+pub mod grant_sweep;
+pub mod session_key_loop;
+pub mod session_key_secret;
+pub mod user_status;
+pub mod user_watch;
 
 pub use config::OperatorConfig;
 pub use error::OperatorError;

@@ -18,4 +18,7 @@ pub trait Observer: Send + Sync + 'static {
     /// The API server answered (a watch event or a Lease call).
     fn api_contact(&self);
     fn leading(&self, leading: bool);
+    // Issue 12: people who sign in.
+    /// A new user directory is in use, with `count` users who may sign in.
+    fn users_swapped(&self, _count: usize) {}
 }

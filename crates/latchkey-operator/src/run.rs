@@ -6,17 +6,28 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use arc_swap::ArcSwap;
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{Api, Client, runtime::events::Reporter};
-use latchkey_core::Issuer;
+use latchkey_core::{
+    Issuer, UserDirectory,
+    authorization_grant::GrantRecord,
+    session_keys::{SessionKeyPolicy, SessionKeys},
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     OperatorConfig, OperatorError, client_watch,
+    collection_configmaps::CollectionConfigMaps,
+    grant_sweep,
     key_driver::KeyDriver,
     key_secret::SecretKeyStore,
     leader::{self, LeaderConfig},
     observe::Observer,
+    session_key_loop,
+    session_key_secret::SessionKeySecret,
+    user_status::UserStatusWriter,
+    user_watch,
     writer::Writer,
 };
 
@@ -29,6 +40,12 @@ pub struct Operator {
     pub observer: Arc<dyn Observer>,
     /// Set once the lists are synced and a signing key is loaded.
     pub ready: Arc<AtomicBool>,
+    // Issue 12: people who sign in.
+    /// The users who may sign in, swapped whole on change (not part of readiness: the token
+    /// service for clients never waits for users).
+    pub users: Arc<ArcSwap<UserDirectory>>,
+    /// The keys that seal session cookies, read from their Secret (advanced by the leader).
+    pub session_keys: Arc<ArcSwap<SessionKeys>>,
 }
 
 impl Operator {
@@ -41,6 +58,8 @@ impl Operator {
             issuer,
             observer,
             ready,
+            users,
+            session_keys,
         } = self;
         let (leading_tx, leading_rx) = watch::channel(false);
         let (synced_tx, synced_rx) = watch::channel(false);
@@ -93,6 +112,39 @@ impl Operator {
             sinks,
             shutdown.clone(),
         ));
+        // Issue 12: the users' watch and the status writer, beside the clients'.
+        let (user_changes_tx, user_changes_rx) = mpsc::unbounded_channel();
+        let user_sinks = user_watch::UserSinks {
+            directory: users,
+            observer: observer.clone(),
+            changes: user_changes_tx,
+        };
+        let user_watch_task = tokio::spawn(user_watch::run(
+            client.clone(),
+            cfg.scopes(),
+            user_sinks,
+            shutdown.clone(),
+        ));
+        let user_status = UserStatusWriter {
+            client: client.clone(),
+        };
+        let user_status_task =
+            tokio::spawn(user_status.run(user_changes_rx, leading_rx.clone(), shutdown.clone()));
+        let grants = CollectionConfigMaps::<GrantRecord>::grants(client.clone(), &cfg.namespace);
+        let grant_sweep_task = tokio::spawn(grant_sweep::run(
+            grants,
+            grant_sweep::SWEEP_EVERY,
+            leading_rx.clone(),
+            shutdown.clone(),
+        ));
+        let session_key_task = tokio::spawn(session_key_loop::run(
+            SessionKeySecret::new(client.clone(), &cfg.namespace),
+            SessionKeyPolicy::default(),
+            session_key_loop::POLL_EVERY,
+            session_keys,
+            leading_rx.clone(),
+            shutdown.clone(),
+        ));
         let writer = Writer::new(client, &cfg.identity, &cfg.token_url);
         let leading_observer = observer.clone();
         let writer_task = tokio::spawn(writer.run(
@@ -114,6 +166,10 @@ impl Operator {
             watch_task,
             writer_task,
             readiness,
+            user_watch_task,
+            user_status_task,
+            grant_sweep_task,
+            session_key_task,
         ] {
             task.abort();
         }

@@ -70,6 +70,8 @@ pub struct Metrics {
     log_dropped: Counter,
     /// Where the count of dropped log lines is read (the log writer's own counter).
     log_dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
+    // Issue 12: people who sign in.
+    users_loaded: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -200,7 +202,15 @@ impl Metrics {
             "Log lines dropped because the log reader was too slow (serving never waits for it)",
             log_dropped.clone(),
         );
+        // Issue 12: people who sign in.
+        let users_loaded = Gauge::default();
+        registry.register(
+            "users_loaded",
+            "Users who may sign in (ready and not disabled)",
+            users_loaded.clone(),
+        );
         Metrics {
+            users_loaded,
             registry,
             throttled,
             attacks,
@@ -329,6 +339,14 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+// Issue 12: people who sign in.
+impl Metrics {
+    /// Record a new user directory: how many users may sign in.
+    pub fn observe_users(&self, count: usize) {
+        self.users_loaded.set(count as i64);
     }
 }
 

@@ -27,13 +27,33 @@ pub enum Command {
     Run(RunArgs),
     /// Show and change the signing keys (`--state-dir` for standalone, else in the cluster).
     Keys(KeysArgs),
-    /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
-    Crd,
+    /// Print a CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
+    Crd(CrdArgs),
     // Issue 13
     /// Manage clients' credentials (`--clients PATH` for standalone, else in the cluster).
     Clients(ClientsArgs),
     /// Revoke tokens (`--clients PATH` for standalone, else in the cluster).
     Tokens(TokensArgs),
+    // Issue 12: people who sign in.
+    /// Read a password from stdin (one line) and print its Argon2id PHC hash, for a User's
+    /// password Secret.
+    HashPassword,
+}
+
+/// Which CustomResourceDefinition `latchkey crd` prints.
+#[derive(Debug, Args)]
+pub struct CrdArgs {
+    /// `oauthclients` (the default) or `users`.
+    #[arg(value_enum, default_value = "oauthclients")]
+    pub kind: CrdKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CrdKind {
+    #[value(name = "oauthclients")]
+    OAuthClients,
+    #[value(name = "users")]
+    Users,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +227,11 @@ pub struct StandaloneArgs {
     /// default non-production client (testing only).
     #[arg(long, env = "LATCHKEY_CLIENTS")]
     pub clients: Option<PathBuf>,
+    // Issue 12: people who sign in.
+    /// User and Secret manifests: a YAML file or a directory of them (may be the clients').
+    /// Omitted: APK's sample non-production users (testing only).
+    #[arg(long, env = "LATCHKEY_USERS")]
+    pub users: Option<PathBuf>,
 }
 
 /// The signing key a new key ring starts with.

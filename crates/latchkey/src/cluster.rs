@@ -97,6 +97,12 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         issuer,
         observer: Arc::new(MetricsObserver(metrics)),
         ready,
+        users: Arc::new(arc_swap::ArcSwap::from_pointee(
+            latchkey_core::UserDirectory::default(),
+        )),
+        session_keys: Arc::new(arc_swap::ArcSwap::from_pointee(
+            latchkey_core::session_keys::SessionKeys::default(),
+        )),
     };
     let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await

@@ -7,6 +7,7 @@ mod cluster;
 mod crd;
 mod error;
 mod files;
+mod hash_password;
 mod keys_command;
 mod load_error;
 mod log_buffer;
@@ -45,7 +46,8 @@ fn main() -> std::process::ExitCode {
         Command::Clients(args) => runtime().and_then(|rt| rt.block_on(rotate_secret::run(args))),
         Command::Tokens(args) => runtime().and_then(|rt| rt.block_on(tokens_command::run(args))),
         // Only prints: no logging, no runtime.
-        Command::Crd => crd::print(),
+        Command::Crd(args) => crd::print(args.kind),
+        Command::HashPassword => hash_password::run(),
     };
     let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

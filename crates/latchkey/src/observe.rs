@@ -33,4 +33,8 @@ impl Observer for MetricsObserver {
     fn leading(&self, leading: bool) {
         self.0.observe_leader(leading);
     }
+    // Issue 12: people who sign in.
+    fn users_swapped(&self, count: usize) {
+        self.0.observe_users(count);
+    }
 }

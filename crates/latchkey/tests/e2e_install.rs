@@ -899,6 +899,31 @@ fn the_chart_installs_and_its_service_account_runs_the_whole_flow() {
     assert!(can_i(&sa, &["list", "secrets", "--all-namespaces"]));
     assert!(!can_i(&sa, &["update", "secrets", "-n", &apps.0]));
     assert!(!can_i(&sa, &["delete", "secrets", "-n", &apps.0]));
+    // Issue 12: authorization grants are ConfigMaps in the release namespace only; Users are
+    // read where clients are, and only their status is written.
+    for verb in ["get", "list", "create", "update", "delete"] {
+        assert!(can_i(&sa, &[verb, "configmaps", "-n", &rel.0]), "{verb}");
+    }
+    assert!(!can_i(&sa, &["create", "configmaps", "-n", &apps.0]));
+    assert!(can_i(
+        &sa,
+        &["update", "secret/latchkey-session-keys", "-n", &rel.0]
+    ));
+    assert!(can_i(&sa, &["watch", "users.latchkey.dev", "-n", &apps.0]));
+    assert!(!can_i(
+        &sa,
+        &["update", "users.latchkey.dev", "-n", &apps.0]
+    ));
+    assert!(can_i(
+        &sa,
+        &[
+            "patch",
+            "users.latchkey.dev",
+            "--subresource=status",
+            "-n",
+            &apps.0
+        ]
+    ));
 
     assert_no_rbac_denials(&server);
     let logs = server.logs().join("\n");

@@ -31,6 +31,17 @@ fn the_chart_holds_the_generated_crd() {
     );
 }
 
+// Issue 12: the User CRD.
+#[test]
+fn the_chart_holds_the_generated_user_crd() {
+    let chart = read("charts/latchkey/crds/users.latchkey.dev.yaml");
+    let generated = read("manifests/crds/users.latchkey.dev.yaml");
+    assert!(
+        chart == generated,
+        "charts/latchkey/crds differs from manifests/crds: run `make generate`"
+    );
+}
+
 #[test]
 fn the_chart_versions_follow_the_workspace() {
     let chart = &documents(&read("charts/latchkey/Chart.yaml"))[0];

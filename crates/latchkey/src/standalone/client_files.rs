@@ -50,6 +50,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Each file's path and bytes (or why it could not be read), in name order.
+    pub fn files(&self) -> &[(PathBuf, Result<Vec<u8>, String>)] {
+        &self.files
+    }
+
     /// A digest of every file's name and content: equal digests, same manifests.
     pub fn digest(&self) -> [u8; 32] {
         let parts: Vec<Vec<u8>> = self
@@ -129,12 +134,12 @@ struct Objects {
     secrets: HashMap<(String, String), (Secret, Origin)>,
 }
 
-fn namespace_of(ns: &Option<String>) -> String {
+pub(crate) fn namespace_of(ns: &Option<String>) -> String {
     ns.clone().unwrap_or_else(|| "default".to_owned())
 }
 
 /// Why a Secret document is not a Secret, naming the field but never showing a value.
-fn secret_shape_error(value: &serde_norway::Value) -> String {
+pub(crate) fn secret_shape_error(value: &serde_norway::Value) -> String {
     for field in ["data", "stringData"] {
         match value.get(field) {
             None | Some(serde_norway::Value::Null) => {}

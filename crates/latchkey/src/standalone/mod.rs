@@ -3,9 +3,12 @@
 //! the stores differ: files here, Kubernetes objects there.
 
 pub mod client_files;
+pub mod collection_files;
 pub mod key_file;
 // Issue 13
 pub mod revocation_file;
+pub mod session_key_file;
+pub mod user_files;
 
 use std::{
     path::PathBuf,
@@ -13,6 +16,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use arc_swap::ArcSwap;
 use latchkey_core::{
     Issuer, TokenSettings,
     key_driver::{self, KeyRequests},
@@ -63,6 +67,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             (client_files::apk_default(), None)
         }
     };
+    // Issue 12: the users who may sign in.
+    let (users, users_loaded) = load_users(&args).await?;
     let settings = TokenSettings {
         issuer: args.serve.issuer.clone(),
         default_lifetime: args.serve.timing.token_lifetime,
@@ -71,6 +77,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
+    metrics.observe_users(users.len());
+    let users = Arc::new(ArcSwap::from_pointee(users));
 
     // The first pass before serving: a key exists, and a stored key the flags contradict is
     // refused with a one-line error rather than replaced.
@@ -112,17 +120,73 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     };
     // Standalone, this process is always the one writer.
     let (_writer_tx, writer_rx) = watch::channel(true);
-    tokio::spawn(driver.run(Some(first.ring), writer_rx, shutdown_rx.clone()));
+    tokio::spawn(driver.run(Some(first.ring), writer_rx.clone(), shutdown_rx.clone()));
     if let Some(path) = args.clients.clone() {
         let reload = Reload {
             path,
             every: args.serve.reload_interval,
             issuer,
-            metrics,
+            metrics: metrics.clone(),
         };
-        tokio::spawn(reload.run(loaded, shutdown_rx));
+        tokio::spawn(reload.run(loaded, shutdown_rx.clone()));
+    }
+    // Issue 12: expired authorization grants leave the state directory.
+    let grants =
+        collection_files::CollectionFiles::<latchkey_core::authorization_grant::GrantRecord>::new(
+            &state_dir.join("grants"),
+        );
+    tokio::spawn(latchkey_operator::grant_sweep::run(
+        grants,
+        latchkey_operator::grant_sweep::SWEEP_EVERY,
+        writer_rx.clone(),
+        shutdown_rx.clone(),
+    ));
+    // Issue 12: the session-cookie keys, made on first start and rotated in the state dir.
+    let session_store = session_key_file::SessionKeyFile::new(state_dir);
+    let policy = latchkey_core::session_keys::SessionKeyPolicy::default();
+    let session_keys = Arc::new(ArcSwap::from_pointee(
+        latchkey_core::session_keys::pass(&session_store, &policy, unix_now() as u64).await?,
+    ));
+    tokio::spawn(latchkey_operator::session_key_loop::run(
+        session_store,
+        policy,
+        latchkey_operator::session_key_loop::POLL_EVERY,
+        session_keys,
+        writer_rx.clone(),
+        shutdown_rx.clone(),
+    ));
+    if let Some(path) = args.users.clone() {
+        let reload = user_files::Reload {
+            path,
+            every: args.serve.reload_interval,
+            directory: users.clone(),
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(reload.run(users_loaded, shutdown_rx));
     }
     serving::run(&args.serve, app, admin, shutdown_tx, std::future::pending()).await
+}
+
+/// The users from `--users`, or APK's sample users (with a warning) without it.
+async fn load_users(
+    args: &StandaloneArgs,
+) -> Result<(latchkey_core::UserDirectory, Option<[u8; 32]>), Error> {
+    match &args.users {
+        Some(path) => {
+            let p = path.clone();
+            let snapshot = off_runtime(move || client_files::read_snapshot(&p)).await??;
+            let s = snapshot.clone();
+            let directory = off_runtime(move || user_files::load(&s)).await??;
+            tracing::info!(path = %path.display(), users = directory.len(), "users loaded");
+            Ok((directory, Some(snapshot.digest())))
+        }
+        None => {
+            tracing::warn!(
+                "no --users given: serving APK's sample non-production users admin/admin and user1/user1, whose passwords are public; for testing only"
+            );
+            Ok((off_runtime(user_files::apk_samples).await??, None))
+        }
+    }
 }
 
 /// Reloads the clients whenever the manifests' content changes.
