@@ -73,9 +73,11 @@ fuzz:
 	LATCHKEY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p latchkey --test fuzz_http -- --nocapture 2>&1 \
 	  | grep -E '^fuzz:|^test |test result'
 
-## bench: token throughput over TLS vs the raw RS256 signing rate (prints figures and ratio)
+## bench: the hot path vs its limits on one pinned core: GET floor, raw signatures and tokens per
+## algorithm, ratios A and B, 2-core scaling, TLS handshakes, p99 at half saturation (README)
 bench:
 	tests/bench/bench.sh
+	tests/bench/introspect.sh
 
 ## bench-operator: the operator at scale on the test control plane (10,000 OAuthClients;
 ## SCALE_CLIENTS=N for another count) and one change at 10,000 clients in process
