@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::{CoreError, GrantType, ScopePolicy, SecretDigest};
+use crate::{CoreError, GrantType, ScopePolicy, SecretDigest, assertion::AssertionTrust};
 
 /// Claim names a client's static claims may not set: RFC 7519's registered names and the ones
 /// the token contract fills itself.
@@ -35,6 +35,9 @@ pub struct ClientSpec {
     pub disabled: bool,
     /// Where the definition came from (`namespace/name`, `file#doc`), for logs and errors.
     pub origin: String,
+    // Issue 11: client authentication by assertion.
+    /// Who may authenticate as this client with a signed assertion (RFC 7523).
+    pub assertion: AssertionTrust,
 }
 
 impl Default for ClientSpec {
@@ -51,6 +54,8 @@ impl Default for ClientSpec {
             claims: Map::new(),
             disabled: false,
             origin: String::new(),
+            // Issue 11: client authentication by assertion.
+            assertion: AssertionTrust::default(),
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct ClientRecord {
     origin: String,
     /// `,"aud":…,"claim":…` ready to close a token's claims object; empty when none.
     extra_claims_json: String,
+    // Issue 11: client authentication by assertion.
+    assertion: AssertionTrust,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -128,6 +135,8 @@ impl ClientRecord {
             disabled: spec.disabled,
             origin: spec.origin,
             extra_claims_json,
+            // Issue 11: client authentication by assertion.
+            assertion: spec.assertion,
         })
     }
 
@@ -163,6 +172,12 @@ impl ClientRecord {
     /// The pre-rendered `aud` and static claims, each preceded by a comma.
     pub fn extra_claims_json(&self) -> &str {
         &self.extra_claims_json
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Who may authenticate as this client with an assertion.
+    pub fn assertion_trust(&self) -> &AssertionTrust {
+        &self.assertion
     }
 }
 

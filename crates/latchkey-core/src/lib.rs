@@ -4,6 +4,7 @@
 //! Nothing here touches the network, Kubernetes or the clock: time is always a parameter, so
 //! every rule can be tested without a server and without sleeping.
 
+pub mod assertion;
 pub mod certificate;
 pub mod client;
 pub mod error;
