@@ -93,6 +93,8 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     if spec.claims.contains_key("") {
         return bad(format!("spec.claims: {EMPTY_CLAIM_NAME_MESSAGE}"));
     }
+    // Issue 11: client authentication by assertion.
+    crate::assertion_spec::validate(spec)?;
     Ok(())
 }
 
@@ -154,6 +156,8 @@ pub fn client_spec(
         claims: spec.claims.clone().into_iter().collect(),
         disabled: spec.disabled,
         origin,
+        // Issue 11: client authentication by assertion.
+        assertion: crate::assertion_spec::trust(spec)?,
     })
 }
 

@@ -277,7 +277,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            rules_at(&spec),
+            rules_at(&spec)[..1],
             [(
                 DEFAULT_SCOPES_ALLOWED.into(),
                 DEFAULT_SCOPES_ALLOWED_MESSAGE.into()

@@ -1,0 +1,213 @@
+//! The `OAuthClient` fields of client authentication by assertion (issue 11): a client's own
+//! keys for `private_key_jwt` (`jwks` inline or `jwksUri`) and the external issuers it trusts
+//! (`federatedIdentities`). Their rules are stated once here, for the CRD (CEL) and for files
+//! (`validate`), with the same messages.
+
+use kube::KubeSchema;
+use latchkey_core::assertion::{AssertionTrust, FederatedIdentity, jwks_from_value};
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, OAuthClientSpec};
+
+/// Longest URL (`jwksUri`, an issuer), in characters.
+pub const MAX_URL_LEN: usize = 2048;
+/// Longest federated subject or audience, in characters.
+pub const MAX_SUBJECT_LEN: usize = 1024;
+/// Most federated identities per client.
+pub const MAX_FEDERATED: usize = 16;
+
+/// On a URL field: https only (keys fetched over plain HTTP could be anyone's).
+pub const HTTPS_URL: &str = "self.startsWith('https://')";
+pub const HTTPS_URL_MESSAGE: &str = "must be an https:// URL";
+/// On the spec: one source of the client's own keys.
+pub const ONE_JWKS_SOURCE: &str = "!(has(self.jwks) && has(self.jwksUri))";
+pub const ONE_JWKS_SOURCE_MESSAGE: &str = "give the client's keys as jwks or jwksUri, not both";
+/// On the spec: a client with assertion trust and no Secret has no generated credentials to
+/// keep a generated client id in, so it names its id.
+pub const SECRETLESS_NEEDS_ID: &str = "has(self.clientId) || has(self.secretRef) || \
+     !(has(self.jwks) || has(self.jwksUri) || (has(self.federatedIdentities) && \
+     size(self.federatedIdentities) > 0))";
+pub const SECRETLESS_NEEDS_ID_MESSAGE: &str =
+    "a client authenticated by assertion without secretRef must set clientId";
+
+/// An external issuer whose tokens for one exact subject authenticate the client (a CI
+/// platform such as GitHub Actions, another cluster).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedIdentitySpec {
+    /// The issuer (`iss`), an https URL; its keys are found through its OpenID discovery
+    /// document unless `jwks` is given.
+    #[schemars(length(min = 9, max = MAX_URL_LEN))]
+    #[x_kube(validation = kube::core::Rule::new(HTTPS_URL).message(HTTPS_URL_MESSAGE))]
+    pub issuer: String,
+    /// The exact subject (`sub`) accepted, e.g. `repo:acme/orders:ref:refs/heads/main`.
+    #[schemars(length(min = 1, max = MAX_SUBJECT_LEN))]
+    pub subject: String,
+    /// The audience (`aud`) the token must name. Omitted: one of Latchkey's own audiences
+    /// (the issuer or the token endpoint URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_SUBJECT_LEN))]
+    pub audience: Option<String>,
+    /// The issuer's JWK Set, inline (air-gapped issuers): no discovery then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "jwks_schema")]
+    pub jwks: Option<serde_json::Value>,
+}
+
+/// A JWK Set object; its keys are checked when the client is loaded.
+pub fn jwks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "A JWK Set ({\"keys\": [...]}) of public RSA (2048 bits or more), EC P-256 or Ed25519 keys.",
+        "required": ["keys"],
+        "properties": {
+            "keys": {
+                "type": "array",
+                "description": "The public keys (JWKs).",
+                "maxItems": latchkey_core::assertion::MAX_JWKS_KEYS,
+                "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+            }
+        }
+    })
+}
+
+/// Whether the spec trusts any assertion.
+pub fn has_assertion_trust(spec: &OAuthClientSpec) -> bool {
+    spec.jwks.is_some() || spec.jwks_uri.is_some() || !spec.federated_identities.is_empty()
+}
+
+fn https_url(field: &str, url: &str) -> Result<(), ApiError> {
+    if !url.starts_with("https://") || url.len() > MAX_URL_LEN || url.len() < 9 {
+        return Err(ApiError::InvalidSpec(format!(
+            "{field}: {HTTPS_URL_MESSAGE} of at most {MAX_URL_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The assertion fields' rules, for documents that never met an API server.
+pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::InvalidSpec(m));
+    if spec.jwks.is_some() && spec.jwks_uri.is_some() {
+        return bad(format!("spec: {ONE_JWKS_SOURCE_MESSAGE}"));
+    }
+    if has_assertion_trust(spec) && spec.client_id.is_none() && spec.secret_ref.is_none() {
+        return bad(format!("spec: {SECRETLESS_NEEDS_ID_MESSAGE}"));
+    }
+    if let Some(uri) = &spec.jwks_uri {
+        https_url("spec.jwksUri", uri)?;
+    }
+    if let Some(j) = &spec.jwks {
+        jwks_from_value(j).map_err(|e| ApiError::InvalidSpec(format!("spec.jwks: {e}")))?;
+    }
+    if spec.federated_identities.len() > MAX_FEDERATED {
+        return bad(format!(
+            "spec.federatedIdentities: at most {MAX_FEDERATED} entries are allowed"
+        ));
+    }
+    for (i, f) in spec.federated_identities.iter().enumerate() {
+        https_url(&format!("spec.federatedIdentities[{i}].issuer"), &f.issuer)?;
+        if f.subject.is_empty() || f.subject.chars().count() > MAX_SUBJECT_LEN {
+            return bad(format!(
+                "spec.federatedIdentities[{i}].subject: must be 1 to {MAX_SUBJECT_LEN} characters"
+            ));
+        }
+        if f.audience
+            .as_ref()
+            .is_some_and(|a| a.is_empty() || a.chars().count() > MAX_SUBJECT_LEN)
+        {
+            return bad(format!(
+                "spec.federatedIdentities[{i}].audience: must be 1 to {MAX_SUBJECT_LEN} characters"
+            ));
+        }
+        if let Some(j) = &f.jwks {
+            jwks_from_value(j).map_err(|e| {
+                ApiError::InvalidSpec(format!("spec.federatedIdentities[{i}].jwks: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The core trust of a spec that passed [`validate`].
+pub fn trust(spec: &OAuthClientSpec) -> Result<AssertionTrust, ApiError> {
+    let jwks = |field: &str, v: &serde_json::Value| {
+        jwks_from_value(v).map_err(|e| ApiError::InvalidSpec(format!("{field}: {e}")))
+    };
+    Ok(AssertionTrust {
+        jwks: spec
+            .jwks
+            .as_ref()
+            .map(|v| jwks("spec.jwks", v))
+            .transpose()?,
+        jwks_uri: spec.jwks_uri.clone(),
+        federated: spec
+            .federated_identities
+            .iter()
+            .map(|f| {
+                Ok(FederatedIdentity {
+                    issuer: f.issuer.clone(),
+                    subject: f.subject.clone(),
+                    audience: f.audience.clone(),
+                    jwks: f
+                        .jwks
+                        .as_ref()
+                        .map(|v| jwks("spec.federatedIdentities[].jwks", v))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> OAuthClientSpec {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    const ED_KEY: &str = r#"{keys: [{kty: OKP, crv: Ed25519, kid: k1, x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    #[test]
+    fn a_secretless_client_converts() {
+        let spec = parse(&format!(
+            "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\n"
+        ));
+        validate(&spec).unwrap();
+        let t = trust(&spec).unwrap();
+        assert_eq!(t.jwks.unwrap().keys.len(), 1);
+        assert_eq!(
+            t.federated[0].subject,
+            "repo:acme/orders:ref:refs/heads/main"
+        );
+    }
+
+    #[test]
+    fn broken_assertion_fields_are_named() {
+        for (yaml, field) in [
+            (
+                format!("clientId: c\njwks: {ED_KEY}\njwksUri: https://x/j"),
+                "spec:",
+            ),
+            (format!("jwks: {ED_KEY}"), "spec:"),
+            ("clientId: c\njwksUri: http://x/j".into(), "spec.jwksUri"),
+            (
+                "clientId: c\njwks: {keys: [{kty: oct, k: AAAA}]}".into(),
+                "spec.jwks",
+            ),
+            (
+                "clientId: c\nfederatedIdentities: [{issuer: http://i, subject: s}]".into(),
+                "spec.federatedIdentities[0].issuer",
+            ),
+            (
+                "clientId: c\nfederatedIdentities: [{issuer: https://i, subject: ''}]".into(),
+                "spec.federatedIdentities[0].subject",
+            ),
+        ] {
+            let e = validate(&parse(&yaml)).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{yaml}: {e}");
+        }
+    }
+}
