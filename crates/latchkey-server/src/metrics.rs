@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::throttle::By;
+use crate::{client_auth::AuthMethod, throttle::By};
 use latchkey_core::{
     ErrorCode, Registry,
     keyring::{KeyEvent, KeyRing, RotationPolicy},
@@ -36,6 +36,13 @@ struct KeyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ThrottleLabels {
     by: &'static str,
+}
+
+// Issue 11: client authentication by assertion.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    auth: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +79,10 @@ pub struct Metrics {
     log_dropped: Counter,
     /// Where the count of dropped log lines is read (the log writer's own counter).
     log_dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
+    // Issue 11: client authentication by assertion.
+    /// Token requests by client authentication method and outcome, indexed by
+    /// `AuthMethod::ALL` position * 2 + failed.
+    by_auth: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -202,7 +213,28 @@ impl Metrics {
             "Log lines dropped because the log reader was too slow (serving never waits for it)",
             log_dropped.clone(),
         );
+        // Issue 11: client authentication by assertion.
+        let by_auth_family = Family::<AuthLabels, Counter>::default();
+        let by_auth = AuthMethod::ALL
+            .iter()
+            .flat_map(|m| {
+                ["success", "failure"].map(|result| {
+                    by_auth_family
+                        .get_or_create(&AuthLabels {
+                            auth: m.as_str(),
+                            result,
+                        })
+                        .clone()
+                })
+            })
+            .collect();
+        registry.register(
+            "token_requests_by_auth",
+            "Token requests by client authentication method (none: not authenticated yet) and outcome",
+            by_auth_family,
+        );
         Metrics {
+            by_auth,
             registry,
             throttled,
             attacks,
@@ -234,6 +266,18 @@ impl Metrics {
         let grant = usize::from(grant_type != Some(GRANTS[0]));
         self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
         self.token_latency.observe(elapsed.as_secs_f64());
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Count a token request under the authentication method it used.
+    pub fn observe_auth_method(&self, method: AuthMethod, success: bool) {
+        let i = AuthMethod::ALL
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(0);
+        if let Some(c) = self.by_auth.get(i * 2 + usize::from(!success)) {
+            c.inc();
+        }
     }
 
     /// Record a new registry snapshot.

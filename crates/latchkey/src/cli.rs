@@ -162,6 +162,25 @@ pub struct ServeArgs {
     /// How often the clients files and TLS files are checked for changes.
     #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+    // Issue 11: client authentication by assertion.
+    /// An audience client assertions may name besides the issuer and
+    /// `{--public-url}/oauth2/token`; repeatable.
+    #[arg(
+        long = "assertion-audience",
+        env = "LATCHKEY_ASSERTION_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub assertion_audiences: Vec<String>,
+    /// Longest lifetime (exp - iat) of a private_key_jwt assertion.
+    #[arg(long, env = "LATCHKEY_ASSERTION_MAX_LIFETIME", default_value = "5m", value_parser = parse_duration)]
+    pub assertion_max_lifetime: Duration,
+    /// PEM certificates trusted, besides the system's, when fetching a client's jwksUri or a
+    /// federated issuer's discovery document and keys.
+    #[arg(long, env = "LATCHKEY_ASSERTION_CA_FILE")]
+    pub assertion_ca_file: Option<PathBuf>,
+    /// Shortest time between two fetches of one remote key set (also its shortest cache life).
+    #[arg(long, env = "LATCHKEY_ASSERTION_REFETCH_FLOOR", default_value = "30s", value_parser = parse_duration)]
+    pub assertion_refetch_floor: Duration,
 }
 
 /// The default state directory.

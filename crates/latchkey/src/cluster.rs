@@ -54,6 +54,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         default_lifetime: args.serve.timing.token_lifetime,
     };
     serving::check_lifetime(&settings)?;
+    // Issue 11: client authentication by assertion.
+    serving::assertion_config(&args.serve)?;
     let cfg = OperatorConfig {
         namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
         namespace,
