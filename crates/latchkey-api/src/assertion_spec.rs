@@ -26,7 +26,8 @@ pub const ONE_JWKS_SOURCE_MESSAGE: &str = "give the client's keys as jwks or jwk
 /// keep a generated client id in, so it names its id.
 pub const SECRETLESS_NEEDS_ID: &str = "has(self.clientId) || has(self.secretRef) || \
      !(has(self.jwks) || has(self.jwksUri) || (has(self.federatedIdentities) && \
-     size(self.federatedIdentities) > 0))";
+     size(self.federatedIdentities) > 0) || (has(self.serviceAccounts) && \
+     size(self.serviceAccounts) > 0))";
 pub const SECRETLESS_NEEDS_ID_MESSAGE: &str =
     "a client authenticated by assertion without secretRef must set clientId";
 
@@ -54,6 +55,23 @@ pub struct FederatedIdentitySpec {
     pub jwks: Option<serde_json::Value>,
 }
 
+/// A Kubernetes ServiceAccount allowed to act as the client (`latchkey run`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRef {
+    /// The ServiceAccount's namespace (a DNS label).
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub namespace: String,
+    /// The ServiceAccount's name (a DNS subdomain name).
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::rules::SECRET_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// A namespace name: an RFC 1123 DNS label.
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Most ServiceAccounts per client.
+pub const MAX_SERVICE_ACCOUNTS: usize = 64;
+
 /// A JWK Set object; its keys are checked when the client is loaded.
 pub fn jwks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -73,7 +91,10 @@ pub fn jwks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// Whether the spec trusts any assertion.
 pub fn has_assertion_trust(spec: &OAuthClientSpec) -> bool {
-    spec.jwks.is_some() || spec.jwks_uri.is_some() || !spec.federated_identities.is_empty()
+    spec.jwks.is_some()
+        || spec.jwks_uri.is_some()
+        || !spec.federated_identities.is_empty()
+        || !spec.service_accounts.is_empty()
 }
 
 fn https_url(field: &str, url: &str) -> Result<(), ApiError> {
@@ -105,6 +126,26 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
             "spec.federatedIdentities: at most {MAX_FEDERATED} entries are allowed"
         ));
     }
+    if spec.service_accounts.len() > MAX_SERVICE_ACCOUNTS {
+        return bad(format!(
+            "spec.serviceAccounts: at most {MAX_SERVICE_ACCOUNTS} entries are allowed"
+        ));
+    }
+    let label = regex_lite_label;
+    for (i, sa) in spec.service_accounts.iter().enumerate() {
+        if !label(&sa.namespace) {
+            return bad(format!(
+                "spec.serviceAccounts[{i}].namespace: {:?} is not a namespace name",
+                sa.namespace
+            ));
+        }
+        if !crate::rules::is_secret_name(&sa.name) {
+            return bad(format!(
+                "spec.serviceAccounts[{i}].name: {:?} is not a ServiceAccount name",
+                sa.name
+            ));
+        }
+    }
     for (i, f) in spec.federated_identities.iter().enumerate() {
         https_url(&format!("spec.federatedIdentities[{i}].issuer"), &f.issuer)?;
         if f.subject.is_empty() || f.subject.chars().count() > MAX_SUBJECT_LEN {
@@ -127,6 +168,16 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Whether `s` is an RFC 1123 DNS label ([`DNS_LABEL_PATTERN`], at most 63 characters).
+fn regex_lite_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 /// The core trust of a spec that passed [`validate`].
@@ -157,6 +208,11 @@ pub fn trust(spec: &OAuthClientSpec) -> Result<AssertionTrust, ApiError> {
                 })
             })
             .collect::<Result<_, ApiError>>()?,
+        service_accounts: spec
+            .service_accounts
+            .iter()
+            .map(|sa| (sa.namespace.clone(), sa.name.clone()))
+            .collect(),
     })
 }
 
@@ -173,7 +229,7 @@ mod tests {
     #[test]
     fn a_secretless_client_converts() {
         let spec = parse(&format!(
-            "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\n"
+            "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\nserviceAccounts: [{{namespace: apps, name: gateway}}]\n"
         ));
         validate(&spec).unwrap();
         let t = trust(&spec).unwrap();
@@ -204,6 +260,14 @@ mod tests {
             (
                 "clientId: c\nfederatedIdentities: [{issuer: https://i, subject: ''}]".into(),
                 "spec.federatedIdentities[0].subject",
+            ),
+            (
+                "clientId: c\nserviceAccounts: [{namespace: Apps, name: g}]".into(),
+                "spec.serviceAccounts[0].namespace",
+            ),
+            (
+                "serviceAccounts: [{namespace: apps, name: g}]".into(),
+                "spec:",
             ),
         ] {
             let e = validate(&parse(&yaml)).unwrap_err().to_string();

@@ -111,6 +111,11 @@ pub struct OAuthClientSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = assertion_spec::MAX_FEDERATED))]
     pub federated_identities: Vec<assertion_spec::FederatedIdentitySpec>,
+    /// Kubernetes ServiceAccounts whose projected tokens authenticate the client
+    /// (`latchkey run`); `client_id` must then be sent with the token as client_assertion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = assertion_spec::MAX_SERVICE_ACCOUNTS))]
+    pub service_accounts: Vec<assertion_spec::ServiceAccountRef>,
 }
 
 /// A key of a Secret in the OAuthClient's namespace.

@@ -39,6 +39,20 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(300);
 /// Longest `exp - iat` of a federated issuer's token: it bounds how long a `jti` is remembered.
 pub const MAX_FEDERATED_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// Longest `exp - iat` of a ServiceAccount token (the API server's own cap on TokenRequest is
+/// 48 h; kubelet asks for 1 h by default).
+pub const MAX_SERVICE_ACCOUNT_LIFETIME: Duration = Duration::from_secs(48 * 3600);
+
+/// `sub` prefix of a Kubernetes ServiceAccount token: `system:serviceaccount:NS:NAME`.
+pub const SERVICE_ACCOUNT_SUBJECT_PREFIX: &str = "system:serviceaccount:";
+
+/// The (namespace, name) a ServiceAccount token's `sub` names.
+pub fn service_account_of(sub: &str) -> Option<(&str, &str)> {
+    let rest = sub.strip_prefix(SERVICE_ACCOUNT_SUBJECT_PREFIX)?;
+    let (ns, name) = rest.split_once(':')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+}
+
 /// Keys one JWK Set may hold.
 pub const MAX_JWKS_KEYS: usize = 32;
 
@@ -419,12 +433,24 @@ pub struct AssertionTrust {
     pub jwks_uri: Option<String>,
     /// External issuers and the subject each may assert.
     pub federated: Vec<FederatedIdentity>,
+    /// Kubernetes ServiceAccounts (namespace, name) whose tokens authenticate the client.
+    pub service_accounts: Vec<(String, String)>,
 }
 
 impl AssertionTrust {
     /// Whether any assertion can authenticate the client.
     pub fn is_empty(&self) -> bool {
-        self.jwks.is_none() && self.jwks_uri.is_none() && self.federated.is_empty()
+        self.jwks.is_none()
+            && self.jwks_uri.is_none()
+            && self.federated.is_empty()
+            && self.service_accounts.is_empty()
+    }
+
+    /// Whether the ServiceAccount `namespace/name` may act as the client.
+    pub fn allows_service_account(&self, namespace: &str, name: &str) -> bool {
+        self.service_accounts
+            .iter()
+            .any(|(ns, n)| ns == namespace && n == name)
     }
 
     /// Whether the client accepts private_key_jwt (its own keys).
