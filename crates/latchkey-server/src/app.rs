@@ -70,6 +70,8 @@ pub struct App {
     /// The assertion verifier; `None` if its HTTPS client could not be built (logged once;
     /// assertions are then refused).
     pub assertions: Option<crate::client_assertion::Assertions>,
+    /// The cluster's ServiceAccount issuer, once `latchkey run` has discovered it.
+    pub service_accounts: std::sync::OnceLock<crate::service_account::ServiceAccounts>,
 }
 
 /// A public document's handler.
@@ -98,6 +100,7 @@ impl App {
             metadata_paths,
             // Issue 11: client authentication by assertion.
             assertions,
+            service_accounts: std::sync::OnceLock::new(),
         }
     }
 

@@ -25,6 +25,7 @@ use crate::{
     client_auth::AuthMethod,
     remote_jwks::{RemoteKeys, RemoteKeysConfig},
     routes::TOKEN_PATH,
+    service_account::ServiceAccounts,
 };
 
 /// How assertions are accepted.
@@ -124,6 +125,7 @@ impl Assertions {
     pub async fn authenticate(
         &self,
         registry: &Registry,
+        service_accounts: Option<&ServiceAccounts>,
         client_id: Option<&str>,
         token: &str,
         now: SystemTime,
@@ -148,6 +150,41 @@ impl Assertions {
         }
         let trust = client.assertion_trust();
         let kid = peeked.kid.as_deref();
+        if let Some(sa) = service_accounts
+            && sa.issuer() == iss
+        {
+            let sub = peeked.claims.sub.as_deref().unwrap_or_default();
+            let Some((ns, name)) = assertion::service_account_of(sub) else {
+                return Err(refused("the token's sub is not a ServiceAccount"));
+            };
+            if !trust.allows_service_account(ns, name) {
+                return Err(refused("the ServiceAccount is not listed by this client"));
+            }
+            let keys = sa.jwks(kid).await.map_err(refused)?;
+            match assertion::verify_signature(token, &peeked, &keys) {
+                SignatureCheck::Valid => {}
+                SignatureCheck::NoKey => {
+                    return Err(refused(
+                        "no service-account key of the cluster fits the token",
+                    ));
+                }
+                SignatureCheck::Invalid => {
+                    return Err(refused("the assertion's signature is invalid"));
+                }
+            }
+            let audience = [sa.audience().to_owned()];
+            let expect = Expect {
+                issuer: sa.issuer(),
+                subject: sub,
+                audiences: &audience,
+                max_lifetime: assertion::MAX_SERVICE_ACCOUNT_LIFETIME,
+                // The kubelet reuses a projected token: no single use (see service_account).
+                require_jti: false,
+            };
+            assertion::check_claims(&peeked.claims, &expect, now)?;
+            sa.still_valid(token).await.map_err(refused)?;
+            return Ok((client.clone(), AuthMethod::ServiceAccount));
+        }
         let fetched: Arc<JwkSet>;
         let (keys, expect, method): (&JwkSet, Expect<'_>, AuthMethod) =
             if iss == id && trust.has_client_keys() {

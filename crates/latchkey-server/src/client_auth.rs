@@ -22,18 +22,21 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// A JWT from an issuer the client trusts (a CI platform, another cluster).
     FederatedJwt,
+    /// A Kubernetes ServiceAccount token of this cluster.
+    ServiceAccount,
 }
 
 impl AuthMethod {
     // Issue 11: client authentication by assertion.
     /// Every method, for metrics.
-    pub const ALL: [AuthMethod; 6] = [
+    pub const ALL: [AuthMethod; 7] = [
         AuthMethod::None,
         AuthMethod::Basic,
         AuthMethod::Post,
         AuthMethod::Assertion,
         AuthMethod::PrivateKeyJwt,
         AuthMethod::FederatedJwt,
+        AuthMethod::ServiceAccount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl AuthMethod {
             AuthMethod::Assertion => "client_assertion",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::FederatedJwt => "federated_jwt",
+            AuthMethod::ServiceAccount => "service_account",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod remote_jwks;
 pub mod response;
 pub mod routes;
 pub mod serve;
+pub mod service_account;
 pub mod sources;
 pub mod throttle;
 pub mod tls;

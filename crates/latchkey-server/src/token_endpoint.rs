@@ -215,6 +215,7 @@ async fn by_assertion(
     let outcome = assertions
         .authenticate(
             &registry,
+            app.service_accounts.get(),
             presented.client_id.as_deref(),
             &presented.assertion,
             now,

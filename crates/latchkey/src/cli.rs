@@ -372,6 +372,11 @@ pub struct RunArgs {
     /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
     #[arg(long, env = "LATCHKEY_TOKEN_URL")]
     pub token_url: Option<String>,
+    // Issue 11: client authentication by assertion.
+    /// The audience a ServiceAccount token must name to authenticate a client (default: the
+    /// token URL, as --token-url).
+    #[arg(long, env = "LATCHKEY_SERVICE_ACCOUNT_AUDIENCE")]
+    pub service_account_audience: Option<String>,
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

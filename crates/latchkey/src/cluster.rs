@@ -83,6 +83,17 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
     let (app, admin) =
         serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
+    // Issue 11: client authentication by assertion.
+    let sa_audience = args
+        .service_account_audience
+        .clone()
+        .unwrap_or_else(|| cfg.token_url.clone());
+    tokio::spawn(crate::service_account_api::discover(
+        client.clone(),
+        app.clone(),
+        sa_audience,
+        args.serve.assertion_refetch_floor,
+    ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let operator = Operator {
         client,

@@ -11,6 +11,7 @@ mod load_error;
 mod logging;
 mod observe;
 mod self_signed;
+mod service_account_api;
 mod serving;
 mod standalone;
 
