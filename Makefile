@@ -76,6 +76,8 @@ fuzz:
 ## bench: token throughput over TLS vs the raw RS256 signing rate (prints figures and ratio)
 bench:
 	tests/bench/bench.sh
+	# Issue 11: tokens per CPU-second with assertions, as a ratio to secret-based requests.
+	tests/bench/assertions.sh
 
 ## bench-operator: the operator at scale on the test control plane (10,000 OAuthClients;
 ## SCALE_CLIENTS=N for another count) and one change at 10,000 clients in process
