@@ -320,10 +320,11 @@ pub fn check_claims(
     {
         return Err(refused("the assertion is not valid yet (nbf)"));
     }
-    if let Some(iat) = claims.iat {
-        if !iat.is_finite() || iat > now + skew {
-            return Err(refused("the assertion was issued in the future (iat)"));
-        }
+    if claims
+        .iat
+        .is_some_and(|iat| !iat.is_finite() || iat > now + skew)
+    {
+        return Err(refused("the assertion was issued in the future (iat)"));
     }
     let start = claims.iat.unwrap_or(now);
     if exp - start > expect.max_lifetime.as_secs_f64() + skew {

@@ -3,6 +3,7 @@
 //! `jwksUri`, each algorithm; a federated issuer served by this test over TLS (its own
 //! discovery document and JWKS) that rotates its key mid-test; an air-gapped issuer with
 //! inline keys; and every way an assertion must be refused.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
