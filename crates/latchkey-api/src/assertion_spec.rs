@@ -4,7 +4,7 @@
 //! (`validate`), with the same messages.
 
 use kube::KubeSchema;
-use latchkey_core::assertion::{AssertionTrust, FederatedIdentity, jwks_from_value};
+use latchkey_core::assertion::{AssertionTrust, FederatedIdentity, ObjectKeyRef, jwks_from_value};
 use serde::{Deserialize, Serialize};
 
 use crate::{ApiError, OAuthClientSpec};
@@ -20,12 +20,15 @@ pub const MAX_FEDERATED: usize = 16;
 pub const HTTPS_URL: &str = "self.startsWith('https://')";
 pub const HTTPS_URL_MESSAGE: &str = "must be an https:// URL";
 /// On the spec: one source of the client's own keys.
-pub const ONE_JWKS_SOURCE: &str = "!(has(self.jwks) && has(self.jwksUri))";
-pub const ONE_JWKS_SOURCE_MESSAGE: &str = "give the client's keys as jwks or jwksUri, not both";
+pub const ONE_JWKS_SOURCE: &str = "(has(self.jwks) ? 1 : 0) + (has(self.jwksUri) ? 1 : 0) + \
+     (has(self.jwksFrom) ? 1 : 0) <= 1";
+pub const ONE_JWKS_SOURCE_MESSAGE: &str =
+    "give the client's keys as one of jwks, jwksUri and jwksFrom";
 /// On the spec: a client with assertion trust and no Secret has no generated credentials to
 /// keep a generated client id in, so it names its id.
 pub const SECRETLESS_NEEDS_ID: &str = "has(self.clientId) || has(self.secretRef) || \
-     !(has(self.jwks) || has(self.jwksUri) || (has(self.federatedIdentities) && \
+     !(has(self.jwks) || has(self.jwksUri) || has(self.jwksFrom) || \
+     (has(self.federatedIdentities) && \
      size(self.federatedIdentities) > 0) || (has(self.serviceAccounts) && \
      size(self.serviceAccounts) > 0))";
 pub const SECRETLESS_NEEDS_ID_MESSAGE: &str =
@@ -67,6 +70,36 @@ pub struct ServiceAccountRef {
     pub name: String,
 }
 
+/// Where a client's JWK Set is kept in the cluster: a key of a Secret or of a ConfigMap in the
+/// client's namespace (exactly one).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(ONE_OBJECT).message(ONE_OBJECT_MESSAGE))]
+pub struct JwksFrom {
+    /// A key of a Secret in the client's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<ObjectKey>,
+    /// A key of a ConfigMap in the client's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ObjectKey>,
+}
+
+/// A key of a Secret or ConfigMap.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectKey {
+    /// The object's name (a DNS subdomain name).
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::rules::SECRET_NAME_PATTERN))]
+    pub name: String,
+    /// The key whose value is the JWK Set (JSON).
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::rules::SECRET_KEY_PATTERN))]
+    pub key: String,
+}
+
+/// On `jwksFrom`: exactly one of the two references.
+pub const ONE_OBJECT: &str = "has(self.secretKeyRef) != has(self.configMapKeyRef)";
+pub const ONE_OBJECT_MESSAGE: &str = "give exactly one of secretKeyRef and configMapKeyRef";
+
 /// A namespace name: an RFC 1123 DNS label.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// Most ServiceAccounts per client.
@@ -93,6 +126,7 @@ pub fn jwks_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub fn has_assertion_trust(spec: &OAuthClientSpec) -> bool {
     spec.jwks.is_some()
         || spec.jwks_uri.is_some()
+        || spec.jwks_from.is_some()
         || !spec.federated_identities.is_empty()
         || !spec.service_accounts.is_empty()
 }
@@ -109,7 +143,12 @@ fn https_url(field: &str, url: &str) -> Result<(), ApiError> {
 /// The assertion fields' rules, for documents that never met an API server.
 pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::InvalidSpec(m));
-    if spec.jwks.is_some() && spec.jwks_uri.is_some() {
+    let sources = [
+        spec.jwks.is_some(),
+        spec.jwks_uri.is_some(),
+        spec.jwks_from.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
         return bad(format!("spec: {ONE_JWKS_SOURCE_MESSAGE}"));
     }
     if has_assertion_trust(spec) && spec.client_id.is_none() && spec.secret_ref.is_none() {
@@ -117,6 +156,20 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     }
     if let Some(uri) = &spec.jwks_uri {
         https_url("spec.jwksUri", uri)?;
+    }
+    if let Some(from) = &spec.jwks_from {
+        let refs = [&from.secret_key_ref, &from.config_map_key_ref];
+        if refs.iter().filter(|r| r.is_some()).count() != 1 {
+            return bad(format!("spec.jwksFrom: {ONE_OBJECT_MESSAGE}"));
+        }
+        for r in refs.into_iter().flatten() {
+            if !crate::rules::is_secret_name(&r.name) || !crate::rules::is_secret_key(&r.key) {
+                return bad(format!(
+                    "spec.jwksFrom: {:?}/{:?} is not an object name and key",
+                    r.name, r.key
+                ));
+            }
+        }
     }
     if let Some(j) = &spec.jwks {
         jwks_from_value(j).map_err(|e| ApiError::InvalidSpec(format!("spec.jwks: {e}")))?;
@@ -180,8 +233,8 @@ fn regex_lite_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-/// The core trust of a spec that passed [`validate`].
-pub fn trust(spec: &OAuthClientSpec) -> Result<AssertionTrust, ApiError> {
+/// The core trust of a spec that passed [`validate`], for a client in `namespace`.
+pub fn trust(spec: &OAuthClientSpec, namespace: &str) -> Result<AssertionTrust, ApiError> {
     let jwks = |field: &str, v: &serde_json::Value| {
         jwks_from_value(v).map_err(|e| ApiError::InvalidSpec(format!("{field}: {e}")))
     };
@@ -213,6 +266,19 @@ pub fn trust(spec: &OAuthClientSpec) -> Result<AssertionTrust, ApiError> {
             .iter()
             .map(|sa| (sa.namespace.clone(), sa.name.clone()))
             .collect(),
+        jwks_from: spec.jwks_from.as_ref().and_then(|f| {
+            let (kind, r) = match (&f.secret_key_ref, &f.config_map_key_ref) {
+                (Some(r), _) => ("Secret", r),
+                (None, Some(r)) => ("ConfigMap", r),
+                (None, None) => return None,
+            };
+            Some(ObjectKeyRef {
+                kind,
+                namespace: namespace.to_owned(),
+                name: r.name.clone(),
+                key: r.key.clone(),
+            })
+        }),
     })
 }
 
@@ -232,7 +298,7 @@ mod tests {
             "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\nserviceAccounts: [{{namespace: apps, name: gateway}}]\n"
         ));
         validate(&spec).unwrap();
-        let t = trust(&spec).unwrap();
+        let t = trust(&spec, "apps").unwrap();
         assert_eq!(t.jwks.unwrap().keys.len(), 1);
         assert_eq!(
             t.federated[0].subject,
@@ -248,6 +314,13 @@ mod tests {
                 "spec:",
             ),
             (format!("jwks: {ED_KEY}"), "spec:"),
+            (
+                format!(
+                    "clientId: c\njwks: {ED_KEY}\njwksFrom: {{configMapKeyRef: {{name: k, key: jwks}}}}"
+                ),
+                "spec:",
+            ),
+            ("clientId: c\njwksFrom: {}".into(), "spec.jwksFrom"),
             ("clientId: c\njwksUri: http://x/j".into(), "spec.jwksUri"),
             (
                 "clientId: c\njwks: {keys: [{kty: oct, k: AAAA}]}".into(),

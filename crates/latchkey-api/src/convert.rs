@@ -145,6 +145,9 @@ pub fn client_spec(
         .as_deref()
         .map(lifetime)
         .transpose()?;
+    // Issue 11: client authentication by assertion (`origin` is `namespace/name`).
+    let namespace = origin.split_once('/').map_or("", |(ns, _)| ns);
+    let assertion = crate::assertion_spec::trust(spec, namespace)?;
     Ok(ClientSpec {
         client_id: client_id.to_owned(),
         secret,
@@ -157,7 +160,7 @@ pub fn client_spec(
         disabled: spec.disabled,
         origin,
         // Issue 11: client authentication by assertion.
-        assertion: crate::assertion_spec::trust(spec)?,
+        assertion,
     })
 }
 

@@ -116,6 +116,11 @@ pub struct OAuthClientSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = assertion_spec::MAX_SERVICE_ACCOUNTS))]
     pub service_accounts: Vec<assertion_spec::ServiceAccountRef>,
+    /// private_key_jwt (`latchkey run`): the client's JWK Set in a key of a Secret or
+    /// ConfigMap in its namespace; read when first needed, again when an assertion names an
+    /// unknown key, and at least every minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_from: Option<assertion_spec::JwksFrom>,
 }
 
 /// A key of a Secret in the OAuthClient's namespace.

@@ -436,6 +436,18 @@ pub struct AssertionTrust {
     pub federated: Vec<FederatedIdentity>,
     /// Kubernetes ServiceAccounts (namespace, name) whose tokens authenticate the client.
     pub service_accounts: Vec<(String, String)>,
+    /// private_key_jwt: the client's public keys in a key of a Secret or ConfigMap.
+    pub jwks_from: Option<ObjectKeyRef>,
+}
+
+/// A key of a Secret or ConfigMap holding a JWK Set (`latchkey run`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKeyRef {
+    /// `Secret` or `ConfigMap`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
 }
 
 impl AssertionTrust {
@@ -443,6 +455,7 @@ impl AssertionTrust {
     pub fn is_empty(&self) -> bool {
         self.jwks.is_none()
             && self.jwks_uri.is_none()
+            && self.jwks_from.is_none()
             && self.federated.is_empty()
             && self.service_accounts.is_empty()
     }
@@ -456,7 +469,7 @@ impl AssertionTrust {
 
     /// Whether the client accepts private_key_jwt (its own keys).
     pub fn has_client_keys(&self) -> bool {
-        self.jwks.is_some() || self.jwks_uri.is_some()
+        self.jwks.is_some() || self.jwks_uri.is_some() || self.jwks_from.is_some()
     }
 
     /// The federated identity for `issuer`, if the client trusts it.

@@ -72,6 +72,8 @@ pub struct App {
     pub assertions: Option<crate::client_assertion::Assertions>,
     /// The cluster's ServiceAccount issuer, once `latchkey run` has discovered it.
     pub service_accounts: std::sync::OnceLock<crate::service_account::ServiceAccounts>,
+    /// Reads client JWK Sets from Secrets and ConfigMaps (`jwksFrom`), in `latchkey run`.
+    pub object_jwks: std::sync::OnceLock<crate::object_jwks::ObjectJwks>,
 }
 
 /// A public document's handler.
@@ -101,6 +103,7 @@ impl App {
             // Issue 11: client authentication by assertion.
             assertions,
             service_accounts: std::sync::OnceLock::new(),
+            object_jwks: std::sync::OnceLock::new(),
         }
     }
 

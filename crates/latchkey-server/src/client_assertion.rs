@@ -23,6 +23,7 @@ use latchkey_core::{
 use crate::{
     ServerError,
     client_auth::AuthMethod,
+    object_jwks::ObjectJwks,
     remote_jwks::{RemoteKeys, RemoteKeysConfig},
     routes::TOKEN_PATH,
     service_account::ServiceAccounts,
@@ -126,6 +127,7 @@ impl Assertions {
         &self,
         registry: &Registry,
         service_accounts: Option<&ServiceAccounts>,
+        object_jwks: Option<&ObjectJwks>,
         client_id: Option<&str>,
         token: &str,
         now: SystemTime,
@@ -188,13 +190,20 @@ impl Assertions {
         let fetched: Arc<JwkSet>;
         let (keys, expect, method): (&JwkSet, Expect<'_>, AuthMethod) =
             if iss == id && trust.has_client_keys() {
-                let keys = match (&trust.jwks, &trust.jwks_uri) {
-                    (Some(inline), _) => inline,
-                    (None, Some(uri)) => {
+                let keys = match (&trust.jwks, &trust.jwks_uri, &trust.jwks_from) {
+                    (Some(inline), _, _) => inline,
+                    (None, Some(uri), _) => {
                         fetched = self.remote.jwks(uri, kid).await.map_err(refused)?;
                         &fetched
                     }
-                    (None, None) => return Err(refused("the client has no keys")),
+                    (None, None, Some(object)) => {
+                        let Some(reader) = object_jwks else {
+                            return Err(refused("jwksFrom needs latchkey run (a cluster)"));
+                        };
+                        fetched = reader.jwks(object, kid).await.map_err(refused)?;
+                        &fetched
+                    }
+                    (None, None, None) => return Err(refused("the client has no keys")),
                 };
                 let expect = Expect {
                     issuer: id,

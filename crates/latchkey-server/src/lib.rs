@@ -18,6 +18,7 @@ pub mod error;
 pub mod file_read;
 pub mod form;
 pub mod metrics;
+pub mod object_jwks;
 pub mod remote_jwks;
 pub mod response;
 pub mod routes;

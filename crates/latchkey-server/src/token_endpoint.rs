@@ -216,6 +216,7 @@ async fn by_assertion(
         .authenticate(
             &registry,
             app.service_accounts.get(),
+            app.object_jwks.get(),
             presented.client_id.as_deref(),
             &presented.assertion,
             now,

@@ -88,6 +88,14 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .service_account_audience
         .clone()
         .unwrap_or_else(|| cfg.token_url.clone());
+    let _ = app
+        .object_jwks
+        .set(latchkey_server::object_jwks::ObjectJwks::new(
+            Arc::new(crate::service_account_api::KubeObjectReader {
+                client: client.clone(),
+            }),
+            args.serve.assertion_refetch_floor,
+        ));
     tokio::spawn(crate::service_account_api::discover(
         client.clone(),
         app.clone(),

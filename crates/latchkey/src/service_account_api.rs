@@ -3,14 +3,16 @@
 //! (`/openid/v1/jwks`; RBAC: the `system:service-account-issuer-discovery` ClusterRole) and
 //! whether the objects a token depends on still exist (RBAC: `get` on serviceaccounts, pods,
 //! secrets and nodes; only metadata is read). Each call is bounded in time and size.
+//! Also the reader of client JWK Sets kept in Secrets and ConfigMaps (`jwksFrom`).
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, ServiceAccount};
 use kube::Api;
-use latchkey_core::assertion::{JwkSet, parse_jwks};
+use latchkey_core::assertion::{JwkSet, ObjectKeyRef, parse_jwks};
 use latchkey_server::{
     App,
+    object_jwks::ObjectReader,
     service_account::{BoundObject, BoxFuture, ClusterApi, ServiceAccounts},
 };
 
@@ -128,5 +130,49 @@ pub async fn discover(
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
         }
+    }
+}
+
+/// Reads `jwksFrom` objects through the kube client.
+pub struct KubeObjectReader {
+    pub client: kube::Client,
+}
+
+impl ObjectReader for KubeObjectReader {
+    fn read<'a>(
+        &'a self,
+        object: &'a ObjectKeyRef,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, &'static str>> {
+        Box::pin(async move {
+            let (c, ns) = (self.client.clone(), object.namespace.as_str());
+            let read = async {
+                let failed =
+                    |_| "reading the client's key object failed (is Latchkey allowed to get it?)";
+                match object.kind {
+                    "Secret" => Ok(Api::<Secret>::namespaced(c, ns)
+                        .get_opt(&object.name)
+                        .await
+                        .map_err(failed)?
+                        .and_then(|s| s.data)
+                        .and_then(|mut d| d.remove(&object.key))
+                        .map(|v| v.0)),
+                    "ConfigMap" => Ok(Api::<ConfigMap>::namespaced(c, ns)
+                        .get_opt(&object.name)
+                        .await
+                        .map_err(failed)?
+                        .and_then(|m| m.data)
+                        .and_then(|mut d| d.remove(&object.key))
+                        .map(String::into_bytes)),
+                    _ => Err("unknown key object kind"),
+                }
+            };
+            let value = tokio::time::timeout(CALL_TIMEOUT, read)
+                .await
+                .map_err(|_| "the API server did not answer in time")??;
+            if value.as_ref().is_some_and(|v| v.len() > MAX_DOCUMENT_BYTES) {
+                return Err("the client's key object is too large");
+            }
+            Ok(value)
+        })
     }
 }

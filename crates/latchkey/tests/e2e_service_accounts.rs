@@ -237,3 +237,150 @@ fn service_account_tokens_authenticate_the_clients_that_list_them() {
         "{metrics}"
     );
 }
+
+/// A private_key_jwt assertion for `id` signed by `key`, each with its own jti.
+fn pk_assertion(id: &str, key: &SigningKey) -> String {
+    let t = now();
+    let mut jti = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut jti).unwrap();
+    let claims = json!({ "iss": id, "sub": id, "aud": TOKEN_URL, "iat": t, "exp": t + 60,
+                         "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>() });
+    key.sign_compact(claims.to_string().as_bytes()).unwrap()
+}
+
+fn signer(alg: SigningAlgorithm, kid: &str) -> (SigningKey, String) {
+    let key = SigningKey::new(kid, &KeyMaterial::generate(alg, 2048).unwrap()).unwrap();
+    let jwks = json!({ "keys": [serde_json::to_value(key.jwk()).unwrap()] }).to_string();
+    (key, jwks)
+}
+
+#[test]
+fn private_key_jwt_keys_from_a_secret_and_a_configmap() {
+    install_crd();
+    let ns = Namespace::new("pkjwt");
+    let n = ns.0.as_str();
+    let (rs, rs_jwks) = signer(SigningAlgorithm::RS256, "rs-1");
+    let (es, es_jwks) = signer(SigningAlgorithm::ES256, "es-1");
+    let (ed, ed_jwks) = signer(SigningAlgorithm::EdDSA, "ed-2");
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "keys",
+            "-n",
+            n,
+            &format!("--from-literal=jwks={rs_jwks}"),
+        ],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "create",
+            "configmap",
+            "keys",
+            "-n",
+            n,
+            &format!("--from-literal=jwks={es_jwks}"),
+        ],
+        None,
+    );
+    let (from_secret, from_cm) = (format!("pk-secret-{n}"), format!("pk-cm-{n}"));
+    for (name, id, from) in [
+        (
+            "from-secret",
+            &from_secret,
+            json!({"secretKeyRef": {"name": "keys", "key": "jwks"}}),
+        ),
+        (
+            "from-cm",
+            &from_cm,
+            json!({"configMapKeyRef": {"name": "keys", "key": "jwks"}}),
+        ),
+    ] {
+        kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(
+                &json!({
+                    "apiVersion": "latchkey.dev/v1alpha1", "kind": "OAuthClient",
+                    "metadata": { "name": name, "namespace": n },
+                    "spec": { "clientId": id, "jwksFrom": from },
+                })
+                .to_string(),
+            ),
+        );
+    }
+    let state = tempfile::tempdir().unwrap();
+    let server = start_run(
+        n,
+        "pk-0",
+        state.path(),
+        &[
+            "--token-url",
+            TOKEN_URL,
+            "--auth-failure-rate",
+            "0",
+            "--assertion-refetch-floor",
+            "1s",
+            // private_key_jwt audiences: the issuer and {--public-url}/oauth2/token.
+            "--public-url",
+            "https://latchkey.test",
+        ],
+    );
+    wait_ready(&server);
+    let granted_pk = |token: &str| {
+        server
+            .token(
+                &[FORM],
+                &format!(
+                    "grant_type=client_credentials&client_assertion_type={}&client_assertion={}",
+                    form_encode(ASSERTION_TYPE),
+                    form_encode(token)
+                ),
+            )
+            .status
+            == 200
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || granted_pk(&pk_assertion(
+            &from_secret,
+            &rs
+        ))),
+        "a key in a Secret authenticates"
+    );
+    assert!(
+        granted_pk(&pk_assertion(&from_cm, &es)),
+        "a key in a ConfigMap authenticates"
+    );
+    let once = pk_assertion(&from_cm, &es);
+    assert!(granted_pk(&once));
+    refused(&server, &from_cm, &once, "jti was already used");
+    refused(
+        &server,
+        &from_cm,
+        &pk_assertion(&from_cm, &ed),
+        "no trusted key fits",
+    );
+    // The client rotates: the ConfigMap gets its new key, which works on first sight.
+    let yaml = kubectl_ok(
+        &[
+            "create",
+            "configmap",
+            "keys",
+            "-n",
+            n,
+            &format!("--from-literal=jwks={ed_jwks}"),
+            "--dry-run=client",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
+    assert!(
+        eventually(Duration::from_secs(10), || granted_pk(&pk_assertion(
+            &from_cm, &ed
+        ))),
+        "the rotated key (new kid) is read again"
+    );
+}
