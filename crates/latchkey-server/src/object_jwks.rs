@@ -103,11 +103,15 @@ impl ObjectJwks {
             return Ok(c.jwks.clone());
         }
         *last = Some(now);
-        let value = self
-            .reader
-            .read(object)
-            .await?
-            .ok_or("the client's key object or key does not exist")?;
+        let value = match self.reader.read(object).await {
+            Ok(v) => v.ok_or("the client's key object or key does not exist")?,
+            Err(why) => {
+                // While the API server is away, the keys read before stay in use (as the
+                // rest of the registry does).
+                tracing::warn!(reason = why, "a client's key object could not be read");
+                return cached.map(|c| c.jwks.clone()).ok_or(why);
+            }
+        };
         let jwks = Arc::new(
             parse_jwks(&value).map_err(|_| "the client's key object holds no usable JWK Set")?,
         );

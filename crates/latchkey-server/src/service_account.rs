@@ -100,7 +100,12 @@ pub fn bound_objects(token: &str) -> Result<Vec<BoundObject>, &'static str> {
 
 struct Keys {
     jwks: Arc<JwkSet>,
+    fetched: Instant,
 }
+
+/// How long the cluster's keys are used before they are fetched again (a key the cluster
+/// dropped stops verifying within this).
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The cluster's service-account issuer as Latchkey trusts it.
 pub struct ServiceAccounts {
@@ -153,7 +158,9 @@ impl ServiceAccounts {
     /// The issuer's keys, holding `kid` if they can: the cached set while it knows `kid`,
     /// else fetched again (at most once per floor).
     pub async fn jwks(&self, kid: Option<&str>) -> Result<Arc<JwkSet>, &'static str> {
-        let knows = |k: &Keys| kid.is_none_or(|kid| k.jwks.find(kid).is_some());
+        let knows = |k: &Keys| {
+            k.fetched.elapsed() < KEYS_MAX_AGE && kid.is_none_or(|kid| k.jwks.find(kid).is_some())
+        };
         if let Some(k) = self.keys.load_full().filter(|k| knows(k)) {
             return Ok(k.jwks.clone());
         }
@@ -170,7 +177,10 @@ impl ServiceAccounts {
         match self.api.jwks().await {
             Ok(set) => {
                 let jwks = Arc::new(set);
-                self.keys.store(Some(Arc::new(Keys { jwks: jwks.clone() })));
+                self.keys.store(Some(Arc::new(Keys {
+                    jwks: jwks.clone(),
+                    fetched: now,
+                })));
                 Ok(jwks)
             }
             Err(why) => {
