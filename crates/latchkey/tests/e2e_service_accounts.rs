@@ -135,6 +135,22 @@ fn service_account_tokens_authenticate_the_clients_that_list_them() {
         ) == "True"
     }));
 
+    let oac: Value = serde_json::from_str(&kubectl_ok(
+        &["get", "oac", "gateway", "-n", n, "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    assert!(oac["status"]["secretName"].is_null(), "{}", oac["status"]);
+    assert!(
+        oac["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "SecretResolved" && c["reason"] == "NotNeeded"),
+        "{}",
+        oac["status"]
+    );
+
     // A listed ServiceAccount's token, audience Latchkey's token URL: a token for the client.
     let good = create_token(n, "gateway", TOKEN_URL, None);
     granted(&server, &client_id, &good);
