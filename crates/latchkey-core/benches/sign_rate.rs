@@ -1,6 +1,7 @@
-//! Signing rates per CPU-second of one thread: the raw RS256 signature of aws-lc-rs (the
-//! physical limit of a token), Latchkey's whole mint (claims, JSON, base64, signature), and
-//! jsonwebtoken's `encode` (which parses the key again per call), for comparison.
+//! Signing rates per CPU-second of one thread: the raw RS256, ES256 and Ed25519 signatures of
+//! aws-lc-rs (the physical limit of a token), Latchkey's whole mint (claims, JSON, base64,
+//! signature) for each, and jsonwebtoken's `encode` (which parses the key again per call), for
+//! comparison.
 //!
 //! Prints `name=value` lines that `tests/bench/bench.sh` reads. CPU time is this thread's own
 //! on-CPU time from /proc/thread-self/schedstat, so other load on the machine does not count.
@@ -8,7 +9,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::{rand::SystemRandom, rsa, signature};
+use aws_lc_rs::{
+    rand::SystemRandom,
+    rsa,
+    signature::{self, EcdsaKeyPair, Ed25519KeyPair},
+};
 use latchkey_core::{
     ClientRecord, ClientSpec, GrantType, KeyMaterial, SigningAlgorithm, SigningKey, TokenSettings,
     token,
@@ -58,8 +63,24 @@ fn main() {
             .unwrap();
     });
 
+    // The bare ES256 and Ed25519 signatures.
+    let es = KeyMaterial::generate(SigningAlgorithm::ES256, 0).unwrap();
+    let es_pair = EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pem::parse(es.to_pem()).unwrap().into_contents(),
+    )
+    .unwrap();
+    let es_raw = rate(budget, || {
+        std::hint::black_box(es_pair.sign(&rng, &message).unwrap());
+    });
+    let ed = KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap();
+    let ed_pair =
+        Ed25519KeyPair::from_pkcs8(&pem::parse(ed.to_pem()).unwrap().into_contents()).unwrap();
+    let ed_raw = rate(budget, || {
+        std::hint::black_box(ed_pair.sign(&message));
+    });
+
     // 2. Latchkey's mint: claims, JSON, jti, base64 and the signature.
-    let key = SigningKey::new("gateway_certificate_alias", &material).unwrap();
     let client = ClientRecord::new(ClientSpec {
         client_id: "45f1c5c8-a92e-11ed-afa1-0242ac120002".into(),
         secret: latchkey_core::SecretDigest::of(b"x"),
@@ -69,9 +90,15 @@ fn main() {
     })
     .unwrap();
     let settings = TokenSettings::default();
-    let mint = rate(budget, || {
-        token::mint(&key, &settings, &client, "default", SystemTime::now()).unwrap();
-    });
+    let mint_with = |m: &KeyMaterial| {
+        let key = SigningKey::new("gateway_certificate_alias", m).unwrap();
+        rate(budget, || {
+            token::mint(&key, &settings, &client, "default", SystemTime::now()).unwrap();
+        })
+    };
+    let mint = mint_with(&material);
+    let es_mint = mint_with(&es);
+    let ed_mint = mint_with(&ed);
 
     // 3. jsonwebtoken's encode, which parses the private key on every call.
     let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(material.to_pem().as_bytes()).unwrap();
@@ -82,7 +109,11 @@ fn main() {
     });
 
     println!("rs256_raw_signs_per_cpu_second={raw:.0}");
+    println!("es256_raw_signs_per_cpu_second={es_raw:.0}");
+    println!("ed25519_raw_signs_per_cpu_second={ed_raw:.0}");
     println!("latchkey_mint_per_cpu_second={mint:.0}");
+    println!("latchkey_es256_mint_per_cpu_second={es_mint:.0}");
+    println!("latchkey_eddsa_mint_per_cpu_second={ed_mint:.0}");
     println!("jsonwebtoken_encode_per_cpu_second={jwt:.0}");
     println!("mint_to_raw_ratio={:.3}", mint / raw);
     println!("jsonwebtoken_to_raw_ratio={:.3}", jwt / raw);

@@ -25,6 +25,7 @@ pub mod routes;
 pub mod serve;
 pub mod service_account;
 pub mod sources;
+pub mod striped;
 pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;

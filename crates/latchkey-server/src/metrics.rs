@@ -4,19 +4,18 @@
 
 use std::time::Duration;
 
-use crate::{client_auth::AuthMethod, throttle::By};
+use crate::{
+    client_auth::AuthMethod,
+    striped::{StripedCounter, StripedHistogram},
+    throttle::By,
+};
 use latchkey_core::{
     ErrorCode, Registry,
     keyring::{KeyEvent, KeyRing, RotationPolicy},
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{Histogram, exponential_buckets},
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::exponential_buckets},
     registry::Registry as PromRegistry,
 };
 
@@ -59,8 +58,8 @@ const GRANTS: [&str; 2] = ["client_credentials", "other"];
 /// Every metric Latchkey exports, and the registry that encodes them.
 pub struct Metrics {
     registry: PromRegistry,
-    token_requests: Vec<Counter>,
-    token_latency: Histogram,
+    token_requests: Vec<StripedCounter>,
+    token_latency: StripedHistogram,
     clients_loaded: Gauge,
     signing_keys: Family<KeyLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
@@ -82,7 +81,7 @@ pub struct Metrics {
     // Issue 11: client authentication by assertion.
     /// Token requests by client authentication method and outcome, indexed by
     /// `AuthMethod::ALL` position * 2 + failed.
-    by_auth: Vec<Counter>,
+    by_auth: Vec<StripedCounter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,7 +109,7 @@ fn result_index(result: Option<ErrorCode>) -> usize {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = PromRegistry::with_prefix("latchkey");
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = Family::<RequestLabels, StripedCounter>::default();
         let mut token_requests = Vec::with_capacity(RESULTS * GRANTS.len());
         for result in std::iter::once(None).chain(ErrorCode::ALL.map(Some)) {
             for grant_type in GRANTS {
@@ -126,7 +125,7 @@ impl Metrics {
             "Token requests by result and grant type",
             requests.clone(),
         );
-        let token_latency = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let token_latency = StripedHistogram::new(exponential_buckets(0.000_1, 2.0, 16));
         registry.register(
             "token_request_duration_seconds",
             "Time from request received to response ready, token endpoint",
@@ -214,7 +213,7 @@ impl Metrics {
             log_dropped.clone(),
         );
         // Issue 11: client authentication by assertion.
-        let by_auth_family = Family::<AuthLabels, Counter>::default();
+        let by_auth_family = Family::<AuthLabels, StripedCounter>::default();
         let by_auth = AuthMethod::ALL
             .iter()
             .flat_map(|m| {
@@ -265,7 +264,7 @@ impl Metrics {
     ) {
         let grant = usize::from(grant_type != Some(GRANTS[0]));
         self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
-        self.token_latency.observe(elapsed.as_secs_f64());
+        self.token_latency.observe(elapsed);
     }
 
     // Issue 11: client authentication by assertion.

@@ -15,9 +15,16 @@
 //! thousands of guesses per second an unthrottled server answers. Memory is bounded: at most
 //! `max_tracked` sources and clients each; when full, idle entries are dropped, and keys that
 //! still find no room share one overflow bucket (so spraying new keys is throttled as one).
+//!
+//! The tables sit behind one lock, which a success does not take on every request: a pair that
+//! authenticated in the last [`RECHECK`] is vouched for by a striped cache of pairs (a lock per
+//! stripe, picked by the pair's hash, so serving cores do not share one), and a success of such
+//! a pair is answered at once. Any failure of the pair removes it from that cache, so a pair
+//! whose own bucket a guesser emptied is judged in full again on its next request.
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     net::IpAddr,
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
@@ -176,11 +183,26 @@ struct Tables {
     last_purge: Instant,
 }
 
+/// How long a success vouches for its source–client pair before the pair is judged in full
+/// again (which also refreshes how long it stays known).
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// Stripes of the cache of recently authenticated pairs.
+const PAIR_STRIPES: usize = 64;
+
+/// Recently authenticated pairs, by a keyed hash of (source, client id): when each was last
+/// judged in full.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PairStripe(Mutex<HashMap<u64, Instant>>);
+
 /// Per-replica guess throttling state.
 #[derive(Debug)]
 pub struct Throttle {
     config: ThrottleConfig,
     tables: Mutex<Tables>,
+    pairs: Box<[PairStripe]>,
+    pair_hasher: RandomState,
 }
 
 /// Where an entry of a table lives: in the table, or in the shared overflow slot.
@@ -218,7 +240,15 @@ impl Throttle {
         Throttle {
             config,
             tables: Mutex::new(tables),
+            pairs: (0..PAIR_STRIPES).map(|_| PairStripe::default()).collect(),
+            pair_hasher: RandomState::new(),
         }
+    }
+
+    /// The pair's hash and its stripe.
+    fn pair(&self, source: IpAddr, client_id: &str) -> (u64, &Mutex<HashMap<u64, Instant>>) {
+        let h = self.pair_hasher.hash_one((source, client_id));
+        (h, &self.pairs[(h as usize) % PAIR_STRIPES].0)
     }
 
     pub fn enabled(&self) -> bool {
@@ -234,7 +264,7 @@ impl Throttle {
         outcome: Outcome,
         now: Instant,
     ) -> Verdict {
-        let mut verdict = Verdict {
+        let verdict = Verdict {
             throttled: None,
             log: true,
             suppressed: 0,
@@ -243,6 +273,43 @@ impl Throttle {
         let (Some(source), true) = (source, self.enabled()) else {
             return verdict;
         };
+        let pair = client_id.map(|id| self.pair(source_key(source), id));
+        if let Some((h, stripe)) = pair {
+            let mut recent = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            if outcome == Outcome::Authenticated {
+                if recent
+                    .get(&h)
+                    .is_some_and(|at| now.saturating_duration_since(*at) < RECHECK)
+                {
+                    return verdict;
+                }
+            } else {
+                recent.remove(&h);
+            }
+        }
+        let verdict = self.judge_in_full(source, client_id, outcome, now, verdict);
+        if let (Some((h, stripe)), Outcome::Authenticated, None) =
+            (pair, outcome, verdict.throttled)
+        {
+            let mut recent = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            if recent.len() >= (self.config.max_tracked / PAIR_STRIPES).max(16) {
+                recent.retain(|_, at| now.saturating_duration_since(*at) < RECHECK);
+            }
+            if recent.len() < (self.config.max_tracked / PAIR_STRIPES).max(16) {
+                recent.insert(h, now);
+            }
+        }
+        verdict
+    }
+
+    fn judge_in_full(
+        &self,
+        source: IpAddr,
+        client_id: Option<&str>,
+        outcome: Outcome,
+        now: Instant,
+        mut verdict: Verdict,
+    ) -> Verdict {
         let c = &self.config;
         let (burst, rate) = (c.burst as f64, c.per_second);
         let (cburst, crate_) = (client_burst(c), c.client_per_second);
@@ -532,6 +599,29 @@ mod tests {
         );
         let answered = guesses_answered(&t, shared, "legit", start, 1, 1000);
         assert!(answered <= 26, "{answered}");
+    }
+
+    #[test]
+    fn a_vouched_pair_whose_budget_is_spent_is_judged_in_full_again() {
+        let t = Throttle::new(ThrottleConfig::default());
+        let start = Instant::now();
+        // Known and vouched for: successes skip the tables.
+        for _ in 0..3 {
+            let v = t.judge(ip(9), Some("legit"), Outcome::Authenticated, start);
+            assert_eq!(v.throttled, None);
+        }
+        // Guessing from the same pair spends the pair's own bucket...
+        guesses_answered(&t, ip(9), "legit", start, 1, 1000);
+        // ...and the next request, right secret or not, is answered 429: the failure ended the
+        // vouching, so the success is judged against the empty bucket.
+        let v = t.judge(ip(9), Some("legit"), Outcome::Authenticated, start);
+        assert_eq!(v.throttled.map(|(by, _)| by), Some(By::Pair));
+        // The bucket refills: the pair is back, and vouched for again.
+        let later = start + Duration::from_secs(30);
+        let v = t.judge(ip(9), Some("legit"), Outcome::Authenticated, later);
+        assert_eq!(v.throttled, None);
+        let (h, stripe) = t.pair(ip(9).unwrap(), "legit");
+        assert!(stripe.lock().unwrap().contains_key(&h));
     }
 
     #[test]

@@ -72,6 +72,16 @@ impl ResolvesServerCert for CertStore {
 }
 
 /// A rustls server configuration over the store, offering HTTP/2 and HTTP/1.1.
+///
+/// Session resumption is by stateless tickets under this replica's own ticket keys (AEAD,
+/// rotated by rustls every 6 hours, the previous key still accepted): a resumed handshake
+/// skips the certificate signature, the costliest step of a full one, and no session state is
+/// kept or locked per connection. The keys are deliberately not shared between replicas: a
+/// shared key would be one more long-lived secret in the cluster whose theft exposes the
+/// resumption secrets of every replica's tickets, and it would buy little here, since gateways
+/// hold their connections open (keep-alive) and a Service spreads new ones over replicas, so a
+/// client resumes on the replica that issued its ticket often enough. TLS 1.3 resumption keeps
+/// forward secrecy: rustls resumes with (EC)DHE (psk_dhe_ke).
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, ServerError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -79,6 +89,8 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, ServerE
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| ServerError::Tls(e.to_string()))?;
     Ok(Arc::new(config))
 }
 

@@ -66,6 +66,9 @@ struct Seen {
     client_id: Option<String>,
     grant_type: Option<String>,
     auth: AuthMethod,
+    // Issue 11: client authentication by assertion.
+    /// Why an assertion was refused (safe to log), for a line of its own.
+    refusal: Option<&'static str>,
 }
 
 pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body>
@@ -83,6 +86,8 @@ where
         client_id: None,
         grant_type: None,
         auth: AuthMethod::None,
+        // Issue 11: client authentication by assertion.
+        refusal: None,
     };
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     let result = run(app, req, &mut seen).await;
@@ -115,6 +120,15 @@ where
             suppressed = gate.suppressed,
             "token request"
         );
+        // Issue 11: client authentication by assertion (sampled with the access line).
+        if let Some(reason) = seen.refusal {
+            tracing::info!(
+                target: "latchkey::access",
+                client_id = loggable(seen.client_id.as_deref()),
+                reason,
+                "client assertion refused"
+            );
+        }
     }
     res
 }
@@ -225,12 +239,7 @@ async fn by_assertion(
     let (client, method) = match outcome {
         Ok(ok) => ok,
         Err(refused) => {
-            tracing::info!(
-                target: "latchkey::access",
-                client_id = loggable(seen.client_id.as_deref()),
-                reason = refused.reason,
-                "client assertion refused"
-            );
+            seen.refusal = Some(refused.reason);
             return Err(refused.to_oauth());
         }
     };

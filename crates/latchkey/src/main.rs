@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! `latchkey`: wires the command line to the token service.
 
+mod access_line;
 mod cli;
 mod cluster;
 mod crd;
@@ -8,6 +9,7 @@ mod error;
 mod files;
 mod keys_command;
 mod load_error;
+mod log_buffer;
 mod logging;
 mod observe;
 mod self_signed;
