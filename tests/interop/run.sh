@@ -64,6 +64,7 @@ spec:
   clientId: "plain-client.01"
   secretRef: { name: creds, key: plain }
   scopes: ["orders:read"]
+  introspection: true
 ---
 apiVersion: v1
 kind: Secret

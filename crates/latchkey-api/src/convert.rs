@@ -95,6 +95,30 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     }
     // Issue 11: client authentication by assertion.
     crate::assertion_spec::validate(spec)?;
+    // Issue 13: secret rotation.
+    if let Some(p) = &spec.previous_secret {
+        if !is_secret_key(&p.key) {
+            return bad(format!(
+                "spec.previousSecret.key: {:?} is not a Secret key (letters, digits, '-', '_' \
+                 and '.', at most {MAX_SECRET_KEY_LEN} characters)",
+                p.key
+            ));
+        }
+        let distinct = match &spec.secret_ref {
+            Some(r) => p.key != r.key,
+            None => ![
+                crate::secret_data::DEFAULT_SECRET_KEY,
+                crate::secret_data::CLIENT_ID_KEY,
+                crate::secret_data::TOKEN_URL_KEY,
+            ]
+            .contains(&p.key.as_str()),
+        };
+        if !distinct {
+            return bad(format!(
+                "spec.previousSecret.key: {PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE}"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -161,6 +185,11 @@ pub fn client_spec(
         origin,
         // Issue 11: client authentication by assertion.
         assertion,
+        // Issue 13: the caller adds the previous secret once it has read it, and the bulk
+        // revocation from the object's annotation.
+        previous_secret: None,
+        may_introspect: spec.introspection,
+        tokens_not_before: None,
     })
 }
 

@@ -615,4 +615,40 @@ mod tests {
         assert_eq!(unwrap("a\n  b\nc"), "a b c");
         assert_eq!(unwrap("a\nb\n\nc\nd"), "a b\n\nc d");
     }
+
+    // Issue 13: secret rotation.
+    #[test]
+    fn previous_secret_rules() {
+        let spec = spec_schema();
+        let p = &spec["properties"]["previousSecret"];
+        assert_eq!(p["properties"]["key"]["pattern"], json!(SECRET_KEY_PATTERN));
+        assert_eq!(p["properties"]["expiresAt"]["format"], json!("date-time"));
+        assert_eq!(p["required"], json!(["expiresAt"]));
+        assert_eq!(
+            rules_at(&spec)[1],
+            (
+                PREVIOUS_SECRET_KEY_DISTINCT.into(),
+                PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE.into()
+            )
+        );
+        let at = "expiresAt: 2030-01-01T00:00:00Z";
+        rejected(
+            &format!("previousSecret: {{ key: clientSecret, {at} }}"),
+            "spec.previousSecret.key",
+        );
+        rejected(
+            &format!("secretRef: {{ name: s, key: k }}\npreviousSecret: {{ key: k, {at} }}"),
+            "spec.previousSecret.key",
+        );
+        rejected(
+            &format!("previousSecret: {{ key: 'a b', {at} }}"),
+            "spec.previousSecret.key",
+        );
+        accepted(&format!("previousSecret: {{ {at} }}"));
+        accepted(&format!(
+            "secretRef: {{ name: s, key: k }}\npreviousSecret: {{ key: clientSecret, {at} }}"
+        ));
+        let bad_time = "previousSecret: { expiresAt: tomorrow }";
+        assert!(serde_norway::from_str::<OAuthClientSpec>(bad_time).is_err());
+    }
 }

@@ -18,3 +18,5 @@ pub mod types;
 pub use convert::client_spec;
 pub use error::ApiError;
 pub use types::{OAuthClient, OAuthClientSpec, OAuthClientStatus, SecretKeyRef};
+// Issue 13
+pub use types::PreviousSecret;

@@ -21,6 +21,26 @@ use crate::{OAuthClient, secret_data};
 /// `(namespace, name)` of an object.
 pub type ObjKey = (String, String);
 
+/// Issue 13: annotation on an OAuthClient revoking every token issued to it before a time
+/// (RFC 3339): bulk revocation, seen by introspection.
+pub const REVOKE_BEFORE_ANNOTATION: &str = "latchkey.dev/revoke-tokens-before";
+
+/// Issue 13: the bulk revocation time an OAuthClient's annotation states, if any.
+pub fn revoke_before(client: &OAuthClient) -> Result<Option<std::time::SystemTime>, String> {
+    let Some(text) = client.annotations().get(REVOKE_BEFORE_ANNOTATION) else {
+        return Ok(None);
+    };
+    text.parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|t| {
+            Some(system_time(
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t),
+            ))
+        })
+        .map_err(|_| {
+            format!("annotation {REVOKE_BEFORE_ANNOTATION}: {text:?} is not an RFC 3339 time")
+        })
+}
+
 /// Label on Secrets Latchkey generates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "latchkey";
@@ -150,6 +170,35 @@ pub struct Outcome {
     pub client_id: Option<String>,
     pub secret_name: String,
     pub state: ClientState,
+    // Issue 13: secret rotation.
+    pub previous_secret: PreviousSecretState,
+}
+
+// Issue 13: secret rotation.
+/// What became of a registered client's `spec.previousSecret`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum PreviousSecretState {
+    /// None asked for (or the client is not registered).
+    #[default]
+    None,
+    /// Its key is not in the Secret, or empty: only the current secret is accepted.
+    KeyMissing { key: String },
+    /// Accepted until this instant (which may have passed).
+    Until(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+}
+
+/// A Kubernetes time as a `SystemTime` (an instant before 1970 as the epoch: long past).
+pub fn system_time(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> std::time::SystemTime {
+    let ts = t.0;
+    match u64::try_from(ts.as_second()) {
+        Ok(secs) => {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(secs, ts.subsec_nanosecond().max(0) as u32)
+        }
+        Err(_) => std::time::UNIX_EPOCH,
+    }
 }
 
 /// Generated credentials to create (by the Lease holder).
@@ -575,6 +624,7 @@ fn decide(
         client_id,
         secret_name: secret_name.clone(),
         state,
+        previous_secret: PreviousSecretState::None,
     };
     if let (Some(id), Some(holder)) = (&claimed, holder)
         && holder != *key
@@ -655,8 +705,25 @@ fn decide(
         return (outcome(None, state), None, None);
     };
     let origin = format!("{}/{}", key.0, key.1);
+    // Issue 13: the previous secret, from the same Secret; a missing key leaves the current
+    // secret alone in effect (status says so) rather than stopping the client.
+    let (previous_digest, previous_secret) = match &client.spec.previous_secret {
+        None => (None, PreviousSecretState::None),
+        Some(p) => match entry.values.get(&p.key) {
+            Some(Kept::Digest(d)) => (
+                Some((d.clone(), system_time(&p.expires_at))),
+                PreviousSecretState::Until(p.expires_at.clone()),
+            ),
+            _ => (None, PreviousSecretState::KeyMissing { key: p.key.clone() }),
+        },
+    };
     let record = crate::convert::client_spec(&client.spec, &client_id, digest, origin)
         .map_err(|e| e.to_string())
+        .and_then(|mut spec| {
+            spec.previous_secret = previous_digest;
+            spec.tokens_not_before = revoke_before(client)?;
+            Ok(spec)
+        })
         .and_then(|spec| ClientRecord::new(spec).map_err(|e| e.to_string()));
     match record {
         Err(reason) => (
@@ -670,7 +737,9 @@ fn decide(
             } else {
                 ClientState::Registered
             };
-            (outcome(Some(client_id), state), Some(record), None)
+            let mut outcome = outcome(Some(client_id), state);
+            outcome.previous_secret = previous_secret;
+            (outcome, Some(record), None)
         }
     }
 }
@@ -772,7 +841,9 @@ mod tests {
 
     fn authenticates(ix: &mut ClientIndex, id: &str, secret: &str) -> bool {
         ix.resolve();
-        ix.registry().authenticate(id, secret.as_bytes()).is_ok()
+        ix.registry()
+            .authenticate(id, secret.as_bytes(), std::time::SystemTime::now())
+            .is_ok()
     }
 
     #[test]
@@ -1057,5 +1128,70 @@ mod tests {
         let shown = format!("{e:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(e.client_id.as_deref(), Some("visible"));
+    }
+
+    // Issue 13: secret rotation.
+    #[test]
+    fn a_previous_secret_is_read_from_the_same_secret_until_it_stops() {
+        let mut ix = ClientIndex::default();
+        let at = |secs: i64| Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap());
+        let mut s = spec(Some("a-id"), Some("a-s"));
+        s.previous_secret = Some(crate::PreviousSecret {
+            key: "previousClientSecret".into(),
+            expires_at: at(4_000_000_000),
+        });
+        ix.apply(client("apps", "a", s.clone(), 1));
+        ix.replace_secrets(None, vec![], &[]);
+        ix.mark_secrets_listed();
+        ix.apply_secret(&secret("apps", "a-s", &[("clientSecret", "new")], false));
+        ix.resolve();
+        let outcome = ix.outcomes().next().unwrap().clone();
+        assert_eq!(
+            outcome.state,
+            ClientState::Registered,
+            "a missing key is not fatal"
+        );
+        assert_eq!(
+            outcome.previous_secret,
+            PreviousSecretState::KeyMissing {
+                key: "previousClientSecret".into()
+            }
+        );
+        assert!(authenticates(&mut ix, "a-id", "new"));
+        assert!(!authenticates(&mut ix, "a-id", "old"));
+        ix.apply_secret(&secret(
+            "apps",
+            "a-s",
+            &[("clientSecret", "new"), ("previousClientSecret", "old")],
+            false,
+        ));
+        assert!(authenticates(&mut ix, "a-id", "new"));
+        assert!(authenticates(&mut ix, "a-id", "old"));
+        assert_eq!(
+            ix.outcomes().next().unwrap().previous_secret,
+            PreviousSecretState::Until(at(4_000_000_000))
+        );
+        // Once the stated time has passed, only the current secret works.
+        s.previous_secret.as_mut().unwrap().expires_at = at(1_000);
+        ix.apply(client("apps", "a", s, 1));
+        assert!(authenticates(&mut ix, "a-id", "new"));
+        assert!(!authenticates(&mut ix, "a-id", "old"));
+    }
+
+    #[test]
+    fn a_previous_secret_key_must_differ_from_the_current_one() {
+        let mut s = spec(Some("a-id"), Some("a-s"));
+        s.previous_secret = Some(crate::PreviousSecret {
+            key: "clientSecret".into(),
+            expires_at: Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap()),
+        });
+        let e = crate::convert::validate(&s).unwrap_err().to_string();
+        assert!(e.starts_with("spec.previousSecret.key"), "{e}");
+        let mut g = spec(Some("a-id"), None);
+        g.previous_secret = s.previous_secret.clone();
+        g.previous_secret.as_mut().unwrap().key = "clientId".into();
+        assert!(crate::convert::validate(&g).is_err());
+        g.previous_secret.as_mut().unwrap().key = "previousClientSecret".into();
+        assert!(crate::convert::validate(&g).is_ok());
     }
 }

@@ -101,6 +101,17 @@ pub fn is_secret_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
+// Issue 13: secret rotation with a grace period.
+/// On the spec: the previous secret's key differs from the current one's, and in a generated
+/// Secret it is none of the keys Latchkey writes there.
+pub const PREVIOUS_SECRET_KEY_DISTINCT: &str = "!has(self.previousSecret) || \
+     (has(self.secretRef) ? self.previousSecret.key != self.secretRef.key \
+     : !(self.previousSecret.key in ['clientSecret', 'clientId', 'tokenUrl']))";
+pub const PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE: &str = "previousSecret.key must differ from the \
+     current secret's key (and from clientId and tokenUrl in a generated Secret)";
+/// Where the API server reports a [`PREVIOUS_SECRET_KEY_DISTINCT`] failure.
+pub const PREVIOUS_SECRET_KEY_FIELD: &str = ".previousSecret.key";
+
 #[cfg(test)]
 mod tests {
     use super::*;

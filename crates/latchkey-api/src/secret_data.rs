@@ -7,6 +7,8 @@ pub const DEFAULT_SECRET_KEY: &str = "clientSecret";
 /// Keys of a generated credentials Secret.
 pub const CLIENT_ID_KEY: &str = "clientId";
 pub const TOKEN_URL_KEY: &str = "tokenUrl";
+/// Issue 13: the key `spec.previousSecret` reads when it names none.
+pub const PREVIOUS_SECRET_KEY: &str = "previousClientSecret";
 
 /// The value under `key`, from `stringData` (which wins, as in the API server) or `data`.
 pub fn value(secret: &Secret, key: &str) -> Option<Vec<u8>> {

@@ -38,6 +38,9 @@ use crate::{
     .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
 #[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
     .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
+#[x_kube(validation = Rule::new(PREVIOUS_SECRET_KEY_DISTINCT)
+    .message(PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE)
+    .field_path(PREVIOUS_SECRET_KEY_FIELD))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client id: printable ASCII (spaces and ':' included), at most 256 characters. Omitted:
@@ -121,6 +124,34 @@ pub struct OAuthClientSpec {
     /// unknown key, and at least every minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_from: Option<assertion_spec::JwksFrom>,
+    // Issue 13: secret rotation with a grace period.
+    /// A previous client secret that is still accepted until `expiresAt`, so a secret rotates
+    /// without downtime: it is read from the same Secret as the current one, under `key`.
+    /// `latchkey clients rotate-secret` sets it for generated credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+    /// Issue 13: the client may call the introspection endpoint (RFC 7662), authenticating as
+    /// at the token endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspection: bool,
+}
+
+// Issue 13: secret rotation with a grace period.
+/// The previous client secret of a rotation.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousSecret {
+    /// Key of the previous secret in the client's Secret (the one `secretRef` names, or the
+    /// generated one); it must differ from the current secret's key.
+    #[serde(default = "default_previous_secret_key")]
+    #[schemars(length(max = MAX_SECRET_KEY_LEN), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+    /// When the previous secret stops being accepted (RFC 3339, e.g. 2026-01-31T12:00:00Z).
+    pub expires_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+fn default_previous_secret_key() -> String {
+    crate::secret_data::PREVIOUS_SECRET_KEY.to_owned()
 }
 
 /// A key of a Secret in the OAuthClient's namespace.
@@ -159,6 +190,11 @@ pub struct OAuthClientStatus {
     /// Ready, plus specific conditions such as SecretResolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    // Issue 13: secret rotation with a grace period.
+    /// When the previous secret stops being accepted, while `spec.previousSecret` is set and
+    /// its key is in the Secret (condition PreviousSecretAccepted says whether it still is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 fn default_grant_types() -> Vec<GrantTypeName> {

@@ -1,7 +1,7 @@
 //! One registered client, checked and pre-rendered when it is loaded so that issuing a token
 //! only reads it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -38,6 +38,14 @@ pub struct ClientSpec {
     // Issue 11: client authentication by assertion.
     /// Who may authenticate as this client with a signed assertion (RFC 7523).
     pub assertion: AssertionTrust,
+    // Issue 13: a previous secret, still accepted until a time, so a secret rotates without
+    // downtime.
+    /// The digest of the previous secret and the instant it stops being accepted.
+    pub previous_secret: Option<(SecretDigest, SystemTime)>,
+    /// Whether the client may call the introspection endpoint.
+    pub may_introspect: bool,
+    /// Tokens issued to the client before this instant are revoked (bulk revocation).
+    pub tokens_not_before: Option<SystemTime>,
 }
 
 impl Default for ClientSpec {
@@ -56,6 +64,10 @@ impl Default for ClientSpec {
             origin: String::new(),
             // Issue 11: client authentication by assertion.
             assertion: AssertionTrust::default(),
+            // Issue 13
+            previous_secret: None,
+            may_introspect: false,
+            tokens_not_before: None,
         }
     }
 }
@@ -84,6 +96,12 @@ pub struct ClientRecord {
     extra_claims_json: String,
     // Issue 11: client authentication by assertion.
     assertion: AssertionTrust,
+    // Issue 13: the previous secret and when it stops being accepted. Without one, a decoy
+    // that expired at the epoch: checking it costs the same, so nothing tells the two apart.
+    previous_secret: SecretDigest,
+    previous_until: SystemTime,
+    may_introspect: bool,
+    tokens_not_before: Option<SystemTime>,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -126,6 +144,9 @@ impl ClientRecord {
         let extra_claims_json = render_extra_claims(&spec.audience, &spec.claims)?;
         let mut grant_types = spec.grant_types;
         grant_types.dedup();
+        let previous = spec
+            .previous_secret
+            .unwrap_or_else(|| (SecretDigest::decoy(), SystemTime::UNIX_EPOCH));
         Ok(ClientRecord {
             client_id: spec.client_id,
             secret: spec.secret,
@@ -137,6 +158,11 @@ impl ClientRecord {
             extra_claims_json,
             // Issue 11: client authentication by assertion.
             assertion: spec.assertion,
+            // Issue 13
+            previous_secret: previous.0,
+            previous_until: previous.1,
+            may_introspect: spec.may_introspect,
+            tokens_not_before: spec.tokens_not_before,
         })
     }
 
@@ -178,6 +204,30 @@ impl ClientRecord {
     /// Who may authenticate as this client with an assertion.
     pub fn assertion_trust(&self) -> &AssertionTrust {
         &self.assertion
+    }
+
+    // Issue 13: secret rotation.
+    /// Whether `presented` (a digest of the presented secret) is the current secret, or the
+    /// previous one before it stops at `now`. Both comparisons always run, in constant time.
+    pub fn secret_matches(&self, presented: &SecretDigest, now: SystemTime) -> bool {
+        let current = self.secret.ct_eq(presented);
+        let previous = self.previous_secret.ct_eq(presented);
+        current | (previous & (now < self.previous_until))
+    }
+
+    /// Whether the client may call the introspection endpoint.
+    pub fn may_introspect(&self) -> bool {
+        self.may_introspect
+    }
+
+    /// Tokens issued to the client before this instant are revoked.
+    pub fn tokens_not_before(&self) -> Option<SystemTime> {
+        self.tokens_not_before
+    }
+
+    /// When the previous secret stops being accepted, if the client has one.
+    pub fn previous_secret_until(&self) -> Option<SystemTime> {
+        (self.previous_until > SystemTime::UNIX_EPOCH).then_some(self.previous_until)
     }
 }
 
@@ -291,6 +341,29 @@ pub(crate) mod tests {
         ] {
             assert!(ClientRecord::new(spec(ok, "b")).is_ok(), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn previous_secret_is_accepted_until_it_stops() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut s = spec("a", "new");
+        s.previous_secret = Some((SecretDigest::of_secret(b"old").unwrap(), at));
+        let c = ClientRecord::new(s).unwrap();
+        let old = SecretDigest::of(b"old");
+        let new = SecretDigest::of(b"new");
+        let before = at - Duration::from_secs(1);
+        assert!(c.secret_matches(&new, before));
+        assert!(c.secret_matches(&old, before));
+        assert!(c.secret_matches(&new, at));
+        assert!(
+            !c.secret_matches(&old, at),
+            "refused from the stated instant"
+        );
+        assert!(!c.secret_matches(&SecretDigest::of(b"other"), before));
+        assert_eq!(c.previous_secret_until(), Some(at));
+        let plain = ClientRecord::new(spec("a", "new")).unwrap();
+        assert!(!plain.secret_matches(&old, SystemTime::UNIX_EPOCH));
+        assert_eq!(plain.previous_secret_until(), None);
     }
 
     #[test]

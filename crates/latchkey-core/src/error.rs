@@ -25,4 +25,8 @@ pub enum CoreError {
     /// A client assertion was refused; the reason is safe to log (it holds no token content).
     #[error("client assertion refused: {0}")]
     AssertionRefused(&'static str),
+    // Issue 13
+    /// A revocation could not be recorded, or the revocation list is unreadable.
+    #[error("{0}")]
+    Revocation(String),
 }

@@ -80,7 +80,7 @@ impl Issuer {
     pub fn issue(&self, req: TokenRequest<'_>, now: SystemTime) -> Result<IssuedToken, OAuthError> {
         let grant = parse_grant(req.grant_type)?;
         let registry = self.registry.load();
-        let client = registry.authenticate(req.client_id, req.client_secret)?;
+        let client = registry.authenticate(req.client_id, req.client_secret, now)?;
         self.issue_to(client, grant, req.scope, now)
     }
 

@@ -19,6 +19,9 @@ pub mod secret_digest;
 pub mod signing;
 pub mod store;
 pub mod token;
+// Issue 13
+pub mod introspection;
+pub mod revocation;
 
 pub use client::{ClientRecord, ClientSpec};
 pub use error::CoreError;

@@ -3,7 +3,11 @@
 //! are resolved, the new registry snapshot is swapped in for the token server, and (once
 //! everything is listed) the changed outcomes go to the writer.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1::Secret;
@@ -57,6 +61,9 @@ struct ClientWatch {
     fetching: HashSet<ObjKey>,
     fetched: mpsc::Sender<Fetched>,
     sinks: Sinks,
+    // Issue 13: when a client's status changes by itself (a previous secret stops being
+    // accepted), so its outcome goes to the writer again then.
+    status_changes: BTreeSet<(SystemTime, ObjKey)>,
 }
 
 impl ClientWatch {
@@ -126,6 +133,35 @@ impl ClientWatch {
         }
     }
 
+    // Issue 13
+    /// The next instant a client's status changes by itself.
+    fn next_status_change(&self) -> Option<Instant> {
+        let (at, _) = self.status_changes.first()?;
+        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        Some(Instant::now() + wait)
+    }
+
+    /// Send the writer the current outcome of every client whose status changed by itself.
+    fn on_status_change(&mut self) {
+        let now = SystemTime::now();
+        let mut outcomes = Vec::new();
+        while let Some((at, _)) = self.status_changes.first()
+            && *at <= now
+        {
+            if let Some((_, key)) = self.status_changes.pop_first()
+                && let Some(o) = self.index.outcome(&key)
+            {
+                outcomes.push((key, Some(o.clone())));
+            }
+        }
+        if !outcomes.is_empty() {
+            let _ = self.sinks.changes.send(Changes {
+                outcomes,
+                to_create: Vec::new(),
+            });
+        }
+    }
+
     fn all_synced(&self) -> bool {
         self.clients.synced(&self.scopes) && self.secrets.synced(&self.scopes)
     }
@@ -151,6 +187,12 @@ impl ClientWatch {
                     (k, o)
                 })
                 .collect::<Vec<_>>();
+            let now = SystemTime::now();
+            for (k, o) in &outcomes {
+                if let Some(at) = o.as_ref().and_then(|o| crate::status::changes_at(o, now)) {
+                    self.status_changes.insert((at, k.clone()));
+                }
+            }
             if !outcomes.is_empty() {
                 let to_create = outcomes
                     .iter()
@@ -199,6 +241,7 @@ pub async fn run(
         fetching: HashSet::new(),
         fetched,
         sinks,
+        status_changes: BTreeSet::new(),
     };
     let mut deadline: Option<Instant> = None;
     loop {
@@ -209,6 +252,11 @@ pub async fn run(
             _ = sleep_until(deadline) => {
                 deadline = None;
                 state.settle();
+                false
+            }
+            // Issue 13
+            _ = sleep_until(state.next_status_change()) => {
+                state.on_status_change();
                 false
             }
             _ = shutdown.changed() => return,

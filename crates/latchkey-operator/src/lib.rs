@@ -15,6 +15,8 @@ pub mod key_driver;
 pub mod key_secret;
 pub mod leader;
 pub mod observe;
+// Issue 13
+pub mod revocation_secret;
 pub mod run;
 pub mod status;
 pub mod watch;

@@ -4,11 +4,13 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use latchkey_api::OAuthClientStatus;
 
-use latchkey_api::resolve::{ClientState, Outcome};
+use latchkey_api::resolve::{ClientState, Outcome, PreviousSecretState, system_time};
 
 pub const READY: &str = "Ready";
 pub const SECRET_RESOLVED: &str = "SecretResolved";
 pub const SPEC_VALID: &str = "SpecValid";
+/// Issue 13: present while `spec.previousSecret` is set.
+pub const PREVIOUS_SECRET_ACCEPTED: &str = "PreviousSecretAccepted";
 
 /// `(status, reason, message)` of one condition.
 type Cond = (bool, &'static str, String);
@@ -114,6 +116,7 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
             ),
             _ => (type_, cond),
         })
+        .chain(previous_secret_condition(outcome, &now))
         .map(|(type_, (ok, reason, message))| {
             let status = if ok { "True" } else { "False" }.to_owned();
             let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
@@ -136,6 +139,51 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
         secret_name: (!secretless).then(|| outcome.secret_name.clone()),
         observed_generation: generation,
         conditions,
+        // Issue 13
+        previous_secret_expires_at: match &outcome.previous_secret {
+            PreviousSecretState::Until(t) => Some(t.clone()),
+            _ => None,
+        },
+    }
+}
+
+// Issue 13: secret rotation.
+/// Whether the previous secret is accepted at `now`, while the spec names one.
+fn previous_secret_condition(outcome: &Outcome, now: &Time) -> Option<(&'static str, Cond)> {
+    let secret = &outcome.secret_name;
+    let cond = match &outcome.previous_secret {
+        PreviousSecretState::None => return None,
+        PreviousSecretState::KeyMissing { key } => (
+            false,
+            "KeyMissing",
+            format!("Secret {secret} has no key {key:?}: only the current secret is accepted"),
+        ),
+        PreviousSecretState::Until(t) if system_time(now) < system_time(t) => (
+            true,
+            "InGracePeriod",
+            format!(
+                "the previous secret (Secret {secret}) is accepted until {}",
+                t.0
+            ),
+        ),
+        PreviousSecretState::Until(t) => (
+            false,
+            "Expired",
+            format!(
+                "the previous secret stopped being accepted at {}; only the current one is",
+                t.0
+            ),
+        ),
+    };
+    Some((PREVIOUS_SECRET_ACCEPTED, cond))
+}
+
+/// Issue 13: when the status of this outcome changes by itself (its previous secret stops
+/// being accepted), if that is still ahead of `now`.
+pub fn changes_at(outcome: &Outcome, now: std::time::SystemTime) -> Option<std::time::SystemTime> {
+    match &outcome.previous_secret {
+        PreviousSecretState::Until(t) => Some(system_time(t)).filter(|at| *at > now),
+        _ => None,
     }
 }
 
@@ -169,6 +217,7 @@ mod tests {
             client_id: Some("id".into()),
             secret_name: "s".into(),
             state,
+            previous_secret: Default::default(),
         }
     }
 
@@ -255,6 +304,41 @@ mod tests {
                 "ClientIdMissing",
                 "CredentialsPending"
             ]
+        );
+    }
+
+    // Issue 13: secret rotation.
+    #[test]
+    fn the_previous_secret_shows_until_it_stops() {
+        let mut o = outcome(None, ClientState::Registered);
+        assert!(
+            desired(&o, time(100))
+                .conditions
+                .iter()
+                .all(|c| c.type_ != PREVIOUS_SECRET_ACCEPTED)
+        );
+        o.previous_secret = PreviousSecretState::Until(time(500));
+        let cond = |s: &OAuthClientStatus| {
+            let c = s
+                .conditions
+                .iter()
+                .find(|c| c.type_ == PREVIOUS_SECRET_ACCEPTED)
+                .unwrap();
+            (c.status.clone(), c.reason.clone())
+        };
+        let before = desired(&o, time(100));
+        assert_eq!(before.previous_secret_expires_at, Some(time(500)));
+        assert_eq!(cond(&before), ("True".into(), "InGracePeriod".into()));
+        assert_eq!(ready(Some(&before)).unwrap().status, "True");
+        let after = desired(&o, time(500));
+        assert_eq!(cond(&after), ("False".into(), "Expired".into()));
+        let now = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(changes_at(&o, now(100)), Some(now(500)));
+        assert_eq!(changes_at(&o, now(500)), None);
+        o.previous_secret = PreviousSecretState::KeyMissing { key: "k".into() };
+        assert_eq!(
+            cond(&desired(&o, time(100))),
+            ("False".into(), "KeyMissing".into())
         );
     }
 }

@@ -160,6 +160,7 @@ fn changes(state: ClientState) -> Changes {
                 client_id: Some("gw-id".into()),
                 secret_name: "gw-credentials".into(),
                 state,
+                previous_secret: Default::default(),
             }),
         )],
         to_create: Vec::new(),

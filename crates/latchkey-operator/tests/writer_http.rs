@@ -39,6 +39,7 @@ fn outcome(client: OAuthClient, state: ClientState) -> Outcome {
         client_id: Some("gw-id".into()),
         secret_name: "gw-credentials".into(),
         state,
+        previous_secret: Default::default(),
     }
 }
 

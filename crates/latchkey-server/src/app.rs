@@ -74,6 +74,11 @@ pub struct App {
     pub service_accounts: std::sync::OnceLock<crate::service_account::ServiceAccounts>,
     /// Reads client JWK Sets from Secrets and ConfigMaps (`jwksFrom`), in `latchkey run`.
     pub object_jwks: std::sync::OnceLock<crate::object_jwks::ObjectJwks>,
+    // Issue 13
+    /// Introspection's verifiers and the revocation list snapshot (the drivers swap it).
+    pub introspector: Arc<latchkey_core::introspection::Introspector>,
+    /// Where revocations are recorded (set by the run mode at start).
+    pub revoker: crate::revoke::RevokerSlot,
 }
 
 /// A public document's handler.
@@ -104,6 +109,8 @@ impl App {
             assertions,
             service_accounts: std::sync::OnceLock::new(),
             object_jwks: std::sync::OnceLock::new(),
+            introspector: Arc::default(),
+            revoker: Default::default(),
         }
     }
 
@@ -134,6 +141,19 @@ impl App {
             };
             cors::decorate(policy, origin.as_ref(), &mut res);
             return res;
+        }
+        // Issue 13: endpoints for clients' servers, not for pages (no CORS).
+        if path == crate::routes::INTROSPECTION_PATH {
+            return match *req.method() {
+                Method::POST => crate::introspect::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        if path == crate::routes::REVOCATION_PATH {
+            return match *req.method() {
+                Method::POST => crate::revoke::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
             Some(discovery::jwks)

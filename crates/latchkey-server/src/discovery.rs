@@ -112,6 +112,11 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         // Multiple Response Type Encoding Practices §4) is the one that claims nothing.
         "response_types_supported": ["none"],
         "scopes_supported": [latchkey_core::scope::DEFAULT_SCOPE],
+        // Issue 13
+        "introspection_endpoint": format!("{base}{}", crate::routes::INTROSPECTION_PATH),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint": format!("{base}{}", crate::routes::REVOCATION_PATH),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
     });
     // Issue 11: client authentication by assertion (RFC 7523 private_key_jwt; federated
     // and ServiceAccount assertions use the same parameters).

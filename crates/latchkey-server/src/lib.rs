@@ -29,6 +29,10 @@ pub mod striped;
 pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;
+// Issue 13
+pub mod endpoint_form;
+pub mod introspect;
+pub mod revoke;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

@@ -10,6 +10,12 @@ pub const CERTIFICATE_PATH: &str = "/oauth2/certificate";
 /// RFC 8414's well-known suffix for authorization server metadata.
 pub const METADATA_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 
+// Issue 13
+/// Token introspection (RFC 7662).
+pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
+/// Token revocation (RFC 7009).
+pub const REVOCATION_PATH: &str = "/oauth2/revoke";
+
 /// The path part of an issuer identifier (`https://host/token` → `/token`), without a
 /// trailing '/'; empty for an issuer at the host's root.
 pub fn issuer_path(issuer: &str) -> &str {

@@ -20,22 +20,23 @@ use crate::{
     throttle,
 };
 
-/// Why a request failed before or during the grant.
-enum Failure {
+/// Why a request failed before or during the grant (also at the other endpoints that
+/// authenticate clients).
+pub(crate) enum Failure {
     OAuth(OAuthError),
     TooLarge(usize),
     Timeout,
 }
 
 impl Failure {
-    fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             Failure::OAuth(e) => e.code,
             Failure::TooLarge(_) | Failure::Timeout => ErrorCode::InvalidRequest,
         }
     }
 
-    fn response(&self, attempt: Attempt) -> Response<Body> {
+    pub(crate) fn response(&self, attempt: Attempt) -> Response<Body> {
         match self {
             Failure::OAuth(e) => response::oauth_error(e, attempt),
             Failure::TooLarge(max) => {
@@ -136,7 +137,7 @@ where
 /// The guess throttle's hook (`crate::throttle`): when the failed-authentication budget this
 /// request draws on is spent, a 429 replaces the real answer (right or wrong secret alike);
 /// failed-request log lines are sampled per source, the lines left out counted on the next.
-fn throttle_gate(
+pub(crate) fn throttle_gate(
     app: &App,
     peer: Option<IpAddr>,
     client_id: Option<&str>,
@@ -249,7 +250,7 @@ async fn by_assertion(
         .issue_to(&client, grant, form.scope.as_deref(), now)
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
     let mut values = headers.get_all(header::CONTENT_TYPE).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(OAuthError::invalid_request(
@@ -272,7 +273,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
     }
 }
 
-async fn read_body<B>(app: &App, headers: &HeaderMap, body: B) -> Result<Bytes, Failure>
+pub(crate) async fn read_body<B>(app: &App, headers: &HeaderMap, body: B) -> Result<Bytes, Failure>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -323,7 +324,7 @@ fn success(token: &IssuedToken) -> Response<Body> {
 /// A client id fit for a log line: a valid client id (printable ASCII, spaces and ':'
 /// included, bounded), else a placeholder (a caller controls this value; the log's encoder
 /// quotes it).
-fn loggable(id: Option<&str>) -> &str {
+pub(crate) fn loggable(id: Option<&str>) -> &str {
     match id {
         None => "-",
         Some(id) if latchkey_core::client::is_client_id(id) => id,

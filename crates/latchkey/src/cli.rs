@@ -29,6 +29,11 @@ pub enum Command {
     Keys(KeysArgs),
     /// Print the OAuthClient CustomResourceDefinition (YAML) to stdout, for `kubectl apply -f -`.
     Crd,
+    // Issue 13
+    /// Manage clients' credentials (`--clients PATH` for standalone, else in the cluster).
+    Clients(ClientsArgs),
+    /// Revoke tokens (`--clients PATH` for standalone, else in the cluster).
+    Tokens(TokensArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -341,6 +346,71 @@ impl KeysAction {
     }
 }
 
+// Issue 13: client credentials.
+/// `latchkey clients ACTION`.
+#[derive(Debug, Clone, Args)]
+pub struct ClientsArgs {
+    #[command(subcommand)]
+    pub action: ClientsAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientsAction {
+    /// Give a client a new secret and keep the old one valid for --grace, so its callers
+    /// switch with no failed request.
+    RotateSecret(RotateSecretArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateSecretArgs {
+    /// The OAuthClient's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The OAuthClient's namespace (default: the kubeconfig's; standalone: "default").
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How long the old secret stays valid.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Standalone: edit these clients manifests (file or directory) instead of the cluster.
+    #[arg(long, env = "LATCHKEY_CLIENTS")]
+    pub clients: Option<PathBuf>,
+    /// How long every replica (or a standalone server's file reload) gets to see the old
+    /// secret's grace period before the new secret replaces it.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+}
+
+/// `latchkey tokens ACTION`.
+#[derive(Debug, Clone, Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub action: TokensAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokensAction {
+    /// Revoke every token issued to a client before a time (introspection then answers
+    /// inactive for them; offline JWT verifiers cannot see it).
+    Revoke(RevokeTokensArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeTokensArgs {
+    /// The OAuthClient's name.
+    #[arg(long)]
+    pub client: String,
+    /// The OAuthClient's namespace (default: the kubeconfig's; standalone: "default").
+    #[arg(long, env = "LATCHKEY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Revoke tokens issued before this time (RFC 3339); default: now.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Standalone: edit these clients manifests (file or directory) instead of the cluster.
+    #[arg(long, env = "LATCHKEY_CLIENTS")]
+    pub clients: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -377,6 +447,14 @@ pub struct RunArgs {
     /// token URL, as --token-url).
     #[arg(long, env = "LATCHKEY_SERVICE_ACCOUNT_AUDIENCE")]
     pub service_account_audience: Option<String>,
+    // Issue 13
+    /// Name of the Secret (in --namespace) holding the revocation list.
+    #[arg(
+        long,
+        env = "LATCHKEY_REVOCATIONS_SECRET",
+        default_value = "latchkey-revocations"
+    )]
+    pub revocations_secret: String,
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

@@ -56,6 +56,11 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     serving::check_lifetime(&settings)?;
     // Issue 11: client authentication by assertion.
     serving::assertion_config(&args.serve)?;
+    // Issue 13: the revocation list Secret, in Latchkey's namespace.
+    let revocations = latchkey_operator::revocation_secret::SecretRevocationStore::new(
+        kube::Api::namespaced(client.clone(), &namespace),
+        &args.revocations_secret,
+    );
     let cfg = OperatorConfig {
         namespaces: (!args.namespaces.is_empty()).then(|| args.namespaces.clone()),
         namespace,
@@ -102,6 +107,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         sa_audience,
         args.serve.assertion_refetch_floor,
     ));
+    // Issue 13: every replica follows the list; any replica records a revocation.
+    tokio::spawn(revocations.clone().follow(app.introspector.clone()));
+    app.revoker
+        .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let operator = Operator {
         client,

@@ -12,10 +12,13 @@ mod load_error;
 mod log_buffer;
 mod logging;
 mod observe;
+// Issue 13
+mod rotate_secret;
 mod self_signed;
 mod service_account_api;
 mod serving;
 mod standalone;
+mod tokens_command;
 
 use clap::Parser;
 
@@ -39,6 +42,9 @@ fn main() -> std::process::ExitCode {
         Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys_command::run(args))),
         Command::Run(args) => start_logging(&args.serve, &mut log)
             .and_then(|()| runtime()?.block_on(cluster::run(args))),
+        // Issue 13
+        Command::Clients(args) => runtime().and_then(|rt| rt.block_on(rotate_secret::run(args))),
+        Command::Tokens(args) => runtime().and_then(|rt| rt.block_on(tokens_command::run(args))),
         // Only prints: no logging, no runtime.
         Command::Crd => crd::print(),
     };

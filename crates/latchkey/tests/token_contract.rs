@@ -301,6 +301,11 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
             "scopes_supported",
             // Issue 11: client authentication by assertion.
             "token_endpoint_auth_signing_alg_values_supported",
+            // Issue 13
+            "introspection_endpoint",
+            "introspection_endpoint_auth_methods_supported",
+            "revocation_endpoint",
+            "revocation_endpoint_auth_methods_supported",
         ];
         for member in doc.as_object().unwrap().keys() {
             assert!(standard.contains(&member.as_str()), "{member}");

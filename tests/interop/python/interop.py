@@ -116,9 +116,35 @@ def errors():
     )
 
 
+def introspect_revoke():
+    """Issue 13: RFC 7662 introspection and RFC 7009 revocation through authlib's client,
+    at the endpoints the metadata names."""
+    plain = CLIENTS[-1]
+    s = OAuth2Session(
+        client_id=plain["id"],
+        client_secret=plain["secret"],
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    t = s.fetch_token(rs["token_endpoint"], grant_type="client_credentials", verify=CA)
+    r = s.introspect_token(rs["introspection_endpoint"], token=t["access_token"], verify=CA)
+    body = r.json()
+    assert r.status_code == 200 and body["active"] is True, body
+    assert body["client_id"] == plain["id"] and body["scope"] == t["scope"], body
+    r = s.revoke_token(
+        rs["revocation_endpoint"],
+        token=t["access_token"],
+        token_type_hint="access_token",
+        verify=CA,
+    )
+    assert r.status_code == 200, r.text
+    r = s.introspect_token(rs["introspection_endpoint"], token=t["access_token"], verify=CA)
+    assert r.json() == {"active": False}, r.text
+
+
 result(OAUTH, "token_basic", basic)
 result(OAUTH, "token_post", post)
 result(OAUTH, "errors", errors)
+result(OAUTH, "introspect_revoke", introspect_revoke)
 
 jwks_clients = {
     alg: jwt.PyJWKClient(m["jwks_uri"], ssl_context=ctx, lifespan=1)

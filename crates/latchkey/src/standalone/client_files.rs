@@ -389,10 +389,18 @@ metadata: { name: apps }
         write(dir.path(), "clients.yaml", GOOD);
         let registry = load_path(dir.path()).unwrap();
         assert_eq!(registry.len(), 2);
-        assert!(registry.authenticate("orders-gateway", b"s3cret").is_ok());
         assert!(
             registry
-                .authenticate("billing-id", b"billing-secret")
+                .authenticate("orders-gateway", b"s3cret", std::time::SystemTime::now())
+                .is_ok()
+        );
+        assert!(
+            registry
+                .authenticate(
+                    "billing-id",
+                    b"billing-secret",
+                    std::time::SystemTime::now()
+                )
                 .is_ok()
         );
     }
@@ -531,7 +539,8 @@ spec: { clientId: b, grantTypes: [password] }
         assert!(
             r.authenticate(
                 apk::DEFAULT_CLIENT_ID,
-                apk::DEFAULT_CLIENT_SECRET.as_bytes()
+                apk::DEFAULT_CLIENT_SECRET.as_bytes(),
+                std::time::SystemTime::now()
             )
             .is_ok()
         );

@@ -40,7 +40,7 @@ fn unavailable(path: &Path, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// The version of a file's content: a digest of its bytes (an absent file has its own).
-fn version_of(bytes: Option<&[u8]>) -> Version {
+pub(crate) fn version_of(bytes: Option<&[u8]>) -> Version {
     match bytes {
         None => Version("absent".into()),
         Some(b) => {
@@ -158,7 +158,7 @@ impl KeyFile {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)

@@ -4,6 +4,8 @@
 
 pub mod client_files;
 pub mod key_file;
+// Issue 13
+pub mod revocation_file;
 
 use std::{
     path::PathBuf,
@@ -95,6 +97,14 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let ready = Arc::new(AtomicBool::new(true));
     let (app, admin) = serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready);
+    // Issue 13: revoked access tokens, kept in the state directory (this process is the only
+    // writer, so what it wrote is what it holds).
+    let revocations = revocation_file::RevocationFile::new(state_dir);
+    if let Some(stored) = revocations.load().await? {
+        app.introspector.replace_revocations(stored.value);
+    }
+    app.revoker
+        .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let driver = KeyDriver {
         store,

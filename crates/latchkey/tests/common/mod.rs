@@ -25,6 +25,8 @@ pub struct Server {
     pub state_dir: PathBuf,
     pub plaintext: bool,
     logs: Arc<Mutex<Vec<String>>>,
+    /// When the last log line arrived.
+    last_line: Arc<Mutex<Instant>>,
 }
 
 impl Server {
@@ -63,11 +65,14 @@ impl Server {
             .spawn()
             .expect("start latchkey");
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let last_line = Arc::new(Mutex::new(Instant::now()));
         let (tx, rx) = mpsc::channel::<(String, SocketAddr)>();
         let stdout = child.stdout.take().unwrap();
         let sink = logs.clone();
+        let last = last_line.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                *last.lock().unwrap() = Instant::now();
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening"
                 {
@@ -107,6 +112,7 @@ impl Server {
             state_dir: state_dir.to_owned(),
             plaintext: extra.contains(&"--plaintext"),
             logs,
+            last_line,
         }
     }
 
@@ -114,8 +120,22 @@ impl Server {
         self.child.id()
     }
 
+    /// The log so far. The server writes its log in batches a few times a second, so this
+    /// first waits until the log has been quiet for a moment (at most 2 s): what was logged
+    /// before the call is then in.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        let called = Instant::now();
+        let quiet = Duration::from_millis(150);
+        loop {
+            let now = Instant::now();
+            let last = *self.last_line.lock().unwrap();
+            let settled =
+                now.duration_since(called) >= quiet && now.saturating_duration_since(last) >= quiet;
+            if settled || now.duration_since(called) >= Duration::from_secs(2) {
+                return self.logs.lock().unwrap().clone();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Wait until a log line contains `needle`.
