@@ -33,14 +33,14 @@ use crate::{
 #[x_kube(validation = Rule::new(DEFAULT_SCOPES_ALLOWED)
     .message(DEFAULT_SCOPES_ALLOWED_MESSAGE)
     .field_path(DEFAULT_SCOPES_ALLOWED_FIELD))]
+#[x_kube(validation = Rule::new(PREVIOUS_SECRET_KEY_DISTINCT)
+    .message(PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE)
+    .field_path(PREVIOUS_SECRET_KEY_FIELD))]
 // Issue 11: client authentication by assertion.
 #[x_kube(validation = Rule::new(assertion_spec::ONE_JWKS_SOURCE)
     .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
 #[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
     .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
-#[x_kube(validation = Rule::new(PREVIOUS_SECRET_KEY_DISTINCT)
-    .message(PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE)
-    .field_path(PREVIOUS_SECRET_KEY_FIELD))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client id: printable ASCII (spaces and ':' included), at most 256 characters. Omitted:
