@@ -757,6 +757,11 @@ fn secretless(
     let record =
         crate::convert::client_spec(&client.spec, &client_id, SecretDigest::decoy(), origin)
             .map_err(|e| e.to_string())
+            .and_then(|mut spec| {
+                // Issue 13's bulk revocation applies to every client.
+                spec.tokens_not_before = revoke_before(client)?;
+                Ok(spec)
+            })
             .and_then(|spec| ClientRecord::new(spec).map_err(|e| e.to_string()));
     match record {
         Err(reason) => (
