@@ -78,6 +78,23 @@ YAML
 # libraries that send HTTP Basic without RFC 6749 §2.3.1's form-encoding.
 export INTEROP_CLIENTS='[{"id":"https://app.example.com/client.json","secret":"p@ss:w%rd+/ =&?"},{"id":"my client: #1","secret":"s3cr3t with spaces:and+plus"},{"id":"plain-client.01","secret":"Plain-Secret_0123456789"}]'
 
+# Issue 11: a client without a secret that authenticates with private_key_jwt; its RSA public
+# key is given inline (a JWK built from the key openssl makes here).
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/pkjwt.key" 2>/dev/null
+pkjwt_n=$(openssl rsa -in "$work/pkjwt.key" -noout -modulus | cut -d= -f2 | python3 -c \
+  'import sys,base64; print(base64.urlsafe_b64encode(bytes.fromhex(sys.stdin.read().strip())).rstrip(b"=").decode())')
+cat >>"$work/clients.yaml" <<YAML
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: pkjwt }
+spec:
+  clientId: pkjwt-client
+  scopes: ["orders:read"]
+  jwks: { keys: [ { kty: RSA, n: "$pkjwt_n", e: AQAB, kid: pkjwt-1, use: sig, alg: RS256 } ] }
+YAML
+export INTEROP_PKJWT_ID=pkjwt-client INTEROP_PKJWT_KEY=$work/pkjwt.key
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # One server per algorithm; thumbprint kids, a 1 s JWKS cache period so a rotation is quick.

@@ -93,6 +93,8 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     if spec.claims.contains_key("") {
         return bad(format!("spec.claims: {EMPTY_CLAIM_NAME_MESSAGE}"));
     }
+    // Issue 11: client authentication by assertion.
+    crate::assertion_spec::validate(spec)?;
     // Issue 13: secret rotation.
     if let Some(p) = &spec.previous_secret {
         if !is_secret_key(&p.key) {
@@ -167,6 +169,9 @@ pub fn client_spec(
         .as_deref()
         .map(lifetime)
         .transpose()?;
+    // Issue 11: client authentication by assertion (`origin` is `namespace/name`).
+    let namespace = origin.split_once('/').map_or("", |(ns, _)| ns);
+    let assertion = crate::assertion_spec::trust(spec, namespace)?;
     Ok(ClientSpec {
         client_id: client_id.to_owned(),
         secret,
@@ -178,6 +183,8 @@ pub fn client_spec(
         claims: spec.claims.clone().into_iter().collect(),
         disabled: spec.disabled,
         origin,
+        // Issue 11: client authentication by assertion.
+        assertion,
         // Issue 13: the caller adds the previous secret once it has read it, and the bulk
         // revocation from the object's annotation.
         previous_secret: None,

@@ -5,6 +5,7 @@
 //! The same types are read from the Kubernetes API (operator) and from YAML files
 //! (standalone), so one set of manifests serves both modes.
 
+pub mod assertion_spec;
 pub mod convert;
 pub mod crd;
 pub mod duration;

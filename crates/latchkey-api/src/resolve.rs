@@ -642,6 +642,18 @@ fn decide(
             None,
         );
     }
+    // Issue 11: client authentication by assertion. Without a Secret, the client
+    // authenticates only by assertion: no credentials to read or generate.
+    if client.spec.secret_ref.is_none() && crate::assertion_spec::has_assertion_trust(&client.spec)
+    {
+        let Some(client_id) = claimed else {
+            let state = ClientState::InvalidSpec(
+                crate::assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE.to_owned(),
+            );
+            return (outcome(None, state), None, None);
+        };
+        return secretless(client, key, client_id, outcome);
+    }
     let entry = match lookup {
         Lookup::Found(e) => e,
         Lookup::Unknown => {
@@ -728,6 +740,42 @@ fn decide(
             let mut outcome = outcome(Some(client_id), state);
             outcome.previous_secret = previous_secret;
             (outcome, Some(record), None)
+        }
+    }
+}
+
+// Issue 11: client authentication by assertion.
+/// A client that authenticates only by assertion: registered with a secret no request can
+/// match.
+fn secretless(
+    client: &Arc<OAuthClient>,
+    key: &ObjKey,
+    client_id: String,
+    outcome: impl Fn(Option<String>, ClientState) -> Outcome,
+) -> (Outcome, Option<ClientRecord>, Option<CredentialsToCreate>) {
+    let origin = format!("{}/{}", key.0, key.1);
+    let record =
+        crate::convert::client_spec(&client.spec, &client_id, SecretDigest::decoy(), origin)
+            .map_err(|e| e.to_string())
+            .and_then(|mut spec| {
+                // Issue 13's bulk revocation applies to every client.
+                spec.tokens_not_before = revoke_before(client)?;
+                Ok(spec)
+            })
+            .and_then(|spec| ClientRecord::new(spec).map_err(|e| e.to_string()));
+    match record {
+        Err(reason) => (
+            outcome(Some(client_id), ClientState::InvalidSpec(reason)),
+            None,
+            None,
+        ),
+        Ok(record) => {
+            let state = if client.spec.disabled {
+                ClientState::Disabled
+            } else {
+                ClientState::Registered
+            };
+            (outcome(Some(client_id), state), Some(record), None)
         }
     }
 }
@@ -1058,6 +1106,20 @@ mod tests {
             .collect();
         ix.replace_clients(None, same);
         assert_eq!(ix.resolve(), 0);
+    }
+
+    // Issue 11: client authentication by assertion.
+    #[test]
+    fn a_secretless_client_registers_without_any_secret() {
+        let mut ix = ClientIndex::default();
+        let mut s = spec(Some("ci"), None);
+        s.jwks_uri = Some("https://keys.example.com/jwks".into());
+        ix.apply(client("apps", "ci", s, 1));
+        assert_eq!(state_of(&mut ix, "ci"), ClientState::Registered);
+        assert_eq!(ix.to_create().count(), 0, "no credentials are generated");
+        let record = ix.registry().get("ci").unwrap();
+        assert!(record.assertion_trust().jwks_uri.is_some());
+        assert!(!authenticates(&mut ix, "ci", ""));
     }
 
     #[test]

@@ -7,7 +7,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{self, *};
+use crate::{
+    assertion_spec,
+    rules::{self, *},
+};
 
 /// What the client is and what it may ask for.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
@@ -33,6 +36,11 @@ use crate::rules::{self, *};
 #[x_kube(validation = Rule::new(PREVIOUS_SECRET_KEY_DISTINCT)
     .message(PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE)
     .field_path(PREVIOUS_SECRET_KEY_FIELD))]
+// Issue 11: client authentication by assertion.
+#[x_kube(validation = Rule::new(assertion_spec::ONE_JWKS_SOURCE)
+    .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
+#[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
+    .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client id: printable ASCII (spaces and ':' included), at most 256 characters. Omitted:
@@ -88,6 +96,34 @@ pub struct OAuthClientSpec {
     /// A disabled client keeps its credentials but gets no tokens.
     #[serde(default)]
     pub disabled: bool,
+    // Issue 11: client authentication by assertion.
+    /// private_key_jwt: the client's public keys as an inline JWK Set. The client then
+    /// authenticates with a JWT it signs (iss = sub = client id). At most one of jwks and
+    /// jwksUri.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "assertion_spec::jwks_schema")]
+    pub jwks: Option<serde_json::Value>,
+    /// private_key_jwt: an https URL where the client publishes its JWK Set (fetched and
+    /// cached by Latchkey, refetched when an assertion names an unknown key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = assertion_spec::MAX_URL_LEN))]
+    #[x_kube(validation = Rule::new(assertion_spec::HTTPS_URL).message(assertion_spec::HTTPS_URL_MESSAGE))]
+    pub jwks_uri: Option<String>,
+    /// External issuers (a CI platform, another cluster) whose tokens for an exact subject
+    /// authenticate the client; `client_id` must then be sent with the assertion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = assertion_spec::MAX_FEDERATED))]
+    pub federated_identities: Vec<assertion_spec::FederatedIdentitySpec>,
+    /// Kubernetes ServiceAccounts whose projected tokens authenticate the client
+    /// (`latchkey run`); `client_id` must then be sent with the token as client_assertion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = assertion_spec::MAX_SERVICE_ACCOUNTS))]
+    pub service_accounts: Vec<assertion_spec::ServiceAccountRef>,
+    /// private_key_jwt (`latchkey run`): the client's JWK Set in a key of a Secret or
+    /// ConfigMap in its namespace; read when first needed, again when an assertion names an
+    /// unknown key, and at least every minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_from: Option<assertion_spec::JwksFrom>,
     // Issue 13: secret rotation with a grace period.
     /// A previous client secret that is still accepted until `expiresAt`, so a secret rotates
     /// without downtime: it is read from the same Secret as the current one, under `key`.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::{CoreError, GrantType, ScopePolicy, SecretDigest};
+use crate::{CoreError, GrantType, ScopePolicy, SecretDigest, assertion::AssertionTrust};
 
 /// Claim names a client's static claims may not set: RFC 7519's registered names and the ones
 /// the token contract fills itself.
@@ -35,6 +35,9 @@ pub struct ClientSpec {
     pub disabled: bool,
     /// Where the definition came from (`namespace/name`, `file#doc`), for logs and errors.
     pub origin: String,
+    // Issue 11: client authentication by assertion.
+    /// Who may authenticate as this client with a signed assertion (RFC 7523).
+    pub assertion: AssertionTrust,
     // Issue 13: a previous secret, still accepted until a time, so a secret rotates without
     // downtime.
     /// The digest of the previous secret and the instant it stops being accepted.
@@ -59,6 +62,8 @@ impl Default for ClientSpec {
             claims: Map::new(),
             disabled: false,
             origin: String::new(),
+            // Issue 11: client authentication by assertion.
+            assertion: AssertionTrust::default(),
             // Issue 13
             previous_secret: None,
             may_introspect: false,
@@ -89,6 +94,8 @@ pub struct ClientRecord {
     origin: String,
     /// `,"aud":…,"claim":…` ready to close a token's claims object; empty when none.
     extra_claims_json: String,
+    // Issue 11: client authentication by assertion.
+    assertion: AssertionTrust,
     // Issue 13: the previous secret and when it stops being accepted. Without one, a decoy
     // that expired at the epoch: checking it costs the same, so nothing tells the two apart.
     previous_secret: SecretDigest,
@@ -149,6 +156,8 @@ impl ClientRecord {
             disabled: spec.disabled,
             origin: spec.origin,
             extra_claims_json,
+            // Issue 11: client authentication by assertion.
+            assertion: spec.assertion,
             // Issue 13
             previous_secret: previous.0,
             previous_until: previous.1,
@@ -189,6 +198,12 @@ impl ClientRecord {
     /// The pre-rendered `aud` and static claims, each preceded by a comma.
     pub fn extra_claims_json(&self) -> &str {
         &self.extra_claims_json
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Who may authenticate as this client with an assertion.
+    pub fn assertion_trust(&self) -> &AssertionTrust {
+        &self.assertion
     }
 
     // Issue 13: secret rotation.

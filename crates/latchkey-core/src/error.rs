@@ -24,6 +24,10 @@ pub enum CoreError {
     /// Signing failed (the crypto library refused).
     #[error("signing failed")]
     Signing,
+    // Issue 11: client authentication by assertion.
+    /// A client assertion was refused; the reason is safe to log (it holds no token content).
+    #[error("client assertion refused: {0}")]
+    AssertionRefused(&'static str),
     // Issue 13
     /// A revocation could not be recorded, or the revocation list is unreadable.
     #[error("{0}")]

@@ -6,6 +6,7 @@
 
 // Issue 12: authorization grants (codes and refresh-token families).
 pub mod authorization_grant;
+pub mod assertion;
 pub mod certificate;
 pub mod client;
 pub mod error;

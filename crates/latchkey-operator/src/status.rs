@@ -98,8 +98,24 @@ fn conditions(state: &ClientState) -> [(&'static str, Cond); 3] {
 pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
     let current = outcome.client.status.as_ref();
     let generation = outcome.client.metadata.generation;
+    // Issue 11: client authentication by assertion. A client without secretRef that trusts
+    // assertions has no Secret at all.
+    let spec = &outcome.client.spec;
+    let secretless =
+        spec.secret_ref.is_none() && latchkey_api::assertion_spec::has_assertion_trust(spec);
     let conditions = conditions(&outcome.state)
         .into_iter()
+        .map(|(type_, cond)| match type_ {
+            SECRET_RESOLVED if secretless => (
+                type_,
+                (
+                    true,
+                    "NotNeeded",
+                    "the client authenticates by assertion only: no Secret".to_owned(),
+                ),
+            ),
+            _ => (type_, cond),
+        })
         .chain(previous_secret_condition(outcome, &now))
         .map(|(type_, (ok, reason, message))| {
             let status = if ok { "True" } else { "False" }.to_owned();
@@ -120,7 +136,7 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
         .collect();
     OAuthClientStatus {
         client_id: outcome.client_id.clone(),
-        secret_name: Some(outcome.secret_name.clone()),
+        secret_name: (!secretless).then(|| outcome.secret_name.clone()),
         observed_generation: generation,
         conditions,
         // Issue 13

@@ -35,6 +35,9 @@ pub struct AppConfig {
     pub throttle: ThrottleConfig,
     /// Origins whose pages may call the token endpoint (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    // Issue 11: client authentication by assertion.
+    /// How client assertions are accepted.
+    pub assertion: crate::client_assertion::AssertionConfig,
 }
 
 impl Default for AppConfig {
@@ -47,6 +50,8 @@ impl Default for AppConfig {
             jwks_max_age: Duration::from_secs(300),
             throttle: ThrottleConfig::default(),
             cors_origins: Vec::new(),
+            // Issue 11: client authentication by assertion.
+            assertion: crate::client_assertion::AssertionConfig::default(),
         }
     }
 }
@@ -61,6 +66,14 @@ pub struct App {
     pub throttle: Throttle,
     /// Where the metadata is served, derived once from the issuer.
     metadata_paths: Vec<String>,
+    // Issue 11: client authentication by assertion.
+    /// The assertion verifier; `None` if its HTTPS client could not be built (logged once;
+    /// assertions are then refused).
+    pub assertions: Option<crate::client_assertion::Assertions>,
+    /// The cluster's ServiceAccount issuer, once `latchkey run` has discovered it.
+    pub service_accounts: std::sync::OnceLock<crate::service_account::ServiceAccounts>,
+    /// Reads client JWK Sets from Secrets and ConfigMaps (`jwksFrom`), in `latchkey run`.
+    pub object_jwks: std::sync::OnceLock<crate::object_jwks::ObjectJwks>,
     // Issue 13
     /// Introspection's verifiers and the revocation list snapshot (the drivers swap it).
     pub introspector: Arc<latchkey_core::introspection::Introspector>,
@@ -78,12 +91,24 @@ const TOKEN_ALLOW: &str = "POST, OPTIONS";
 impl App {
     pub fn new(issuer: Arc<Issuer>, metrics: Arc<Metrics>, config: AppConfig) -> App {
         let metadata_paths = metadata_paths(&issuer.settings().issuer);
+        // Issue 11: client authentication by assertion.
+        let assertions = crate::client_assertion::Assertions::new(
+            &config.assertion,
+            &issuer.settings().issuer,
+            config.public_url.as_deref(),
+        )
+        .inspect_err(|e| tracing::error!(error = %e, "client assertions are unavailable"))
+        .ok();
         App {
             issuer,
             metrics,
             throttle: Throttle::new(config.throttle.clone()),
             config,
             metadata_paths,
+            // Issue 11: client authentication by assertion.
+            assertions,
+            service_accounts: std::sync::OnceLock::new(),
+            object_jwks: std::sync::OnceLock::new(),
             introspector: Arc::default(),
             revoker: Default::default(),
         }

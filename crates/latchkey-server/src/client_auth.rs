@@ -15,14 +15,40 @@ pub enum AuthMethod {
     None,
     Basic,
     Post,
+    // Issue 11: client authentication by assertion.
+    /// A JWT assertion, before it says which kind.
+    Assertion,
+    /// A JWT signed with the client's own key (iss = sub = client id).
+    PrivateKeyJwt,
+    /// A JWT from an issuer the client trusts (a CI platform, another cluster).
+    FederatedJwt,
+    /// A Kubernetes ServiceAccount token of this cluster.
+    ServiceAccount,
 }
 
 impl AuthMethod {
+    // Issue 11: client authentication by assertion.
+    /// Every method, for metrics.
+    pub const ALL: [AuthMethod; 7] = [
+        AuthMethod::None,
+        AuthMethod::Basic,
+        AuthMethod::Post,
+        AuthMethod::Assertion,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::FederatedJwt,
+        AuthMethod::ServiceAccount,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::None => "none",
             AuthMethod::Basic => "client_secret_basic",
             AuthMethod::Post => "client_secret_post",
+            // Issue 11: client authentication by assertion.
+            AuthMethod::Assertion => "client_assertion",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::FederatedJwt => "federated_jwt",
+            AuthMethod::ServiceAccount => "service_account",
         }
     }
 }
@@ -105,4 +131,59 @@ pub fn presented(
             "client authentication is required",
         )),
     }
+}
+
+// Issue 11: client authentication by assertion.
+
+/// Whether the request authenticates by assertion: a field check, all a secret-authenticated
+/// request pays for assertions.
+pub fn is_assertion(form: &TokenForm) -> bool {
+    form.client_assertion.is_some() || form.client_assertion_type.is_some()
+}
+
+/// A client assertion as presented, not yet checked.
+pub struct PresentedAssertion {
+    /// The form's `client_id`, if sent (it must then match).
+    pub client_id: Option<String>,
+    pub assertion: String,
+}
+
+impl std::fmt::Debug for PresentedAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedAssertion")
+            .field("client_id", &self.client_id)
+            .field("assertion", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The assertion of a request that [`is_assertion`]: exactly one method (no HTTP Basic, no
+/// `client_secret`) and the RFC 7523 assertion type.
+pub fn presented_assertion(
+    headers: &HeaderMap,
+    form: &TokenForm,
+    claimed: &mut Option<String>,
+) -> Result<PresentedAssertion, OAuthError> {
+    *claimed = form.client_id.clone();
+    if headers.contains_key(header::AUTHORIZATION) || form.client_secret.is_some() {
+        return Err(OAuthError::invalid_request(
+            "a client assertion and a client secret were both sent: use one method",
+        ));
+    }
+    if form.client_assertion_type.as_deref() != Some(latchkey_core::assertion::ASSERTION_TYPE) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+    }
+    let Some(assertion) = form.client_assertion.clone() else {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client_assertion is missing",
+        ));
+    };
+    Ok(PresentedAssertion {
+        client_id: form.client_id.clone(),
+        assertion,
+    })
 }

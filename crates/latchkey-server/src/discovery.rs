@@ -101,7 +101,7 @@ fn base_url<B>(app: &App, req: &Request<B>) -> String {
 
 /// The RFC 8414 metadata document: only standard members, each one true of this server.
 pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "issuer": issuer,
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{}", JWKS_PATHS[0]),
@@ -117,7 +117,15 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint": format!("{base}{}", crate::routes::REVOCATION_PATH),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-    })
+    });
+    // Issue 11: client authentication by assertion (RFC 7523 private_key_jwt; federated
+    // and ServiceAccount assertions use the same parameters).
+    if let Some(methods) = doc["token_endpoint_auth_methods_supported"].as_array_mut() {
+        methods.push("private_key_jwt".into());
+    }
+    doc["token_endpoint_auth_signing_alg_values_supported"] =
+        serde_json::json!(latchkey_core::assertion::ALLOWED_ALGS);
+    doc
 }
 
 /// RFC 8414 metadata of this issuer. With `--public-url` every client sees the same document;

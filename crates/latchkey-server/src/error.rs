@@ -10,4 +10,7 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    // Issue 11: client authentication by assertion.
+    #[error("{0}")]
+    Config(String),
 }

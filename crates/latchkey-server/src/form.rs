@@ -13,6 +13,9 @@ pub struct TokenForm {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub scope: Option<String>,
+    // Issue 11: client authentication by assertion.
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 impl std::fmt::Debug for TokenForm {
@@ -25,6 +28,12 @@ impl std::fmt::Debug for TokenForm {
                 &self.client_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("scope", &self.scope)
+            // Issue 11: client authentication by assertion.
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field(
+                "client_assertion",
+                &self.client_assertion.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -66,6 +75,9 @@ pub fn parse_token_form(body: &[u8]) -> Result<TokenForm, OAuthError> {
             "client_id" => &mut form.client_id,
             "client_secret" => &mut form.client_secret,
             "scope" => &mut form.scope,
+            // Issue 11: client authentication by assertion.
+            "client_assertion_type" => &mut form.client_assertion_type,
+            "client_assertion" => &mut form.client_assertion,
             _ => continue,
         };
         if slot.is_some() {
@@ -81,6 +93,9 @@ pub fn parse_token_form(body: &[u8]) -> Result<TokenForm, OAuthError> {
         &mut form.client_id,
         &mut form.client_secret,
         &mut form.scope,
+        // Issue 11: client authentication by assertion.
+        &mut form.client_assertion_type,
+        &mut form.client_assertion,
     ] {
         if slot.as_deref() == Some("") {
             *slot = None;

@@ -3,10 +3,13 @@
 //! limits, and the admin listener (health, readiness, metrics).
 //!
 //! The server never calls out on the request path: it reads the core `Issuer`'s snapshots.
+//! (Issue 11: the one exception is a client assertion whose remote keys are stale or
+//! unknown, see `remote_jwks`.)
 
 pub mod admin;
 pub mod app;
 pub mod basic_auth;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod conditional;
 pub mod cors;
@@ -15,9 +18,12 @@ pub mod error;
 pub mod file_read;
 pub mod form;
 pub mod metrics;
+pub mod object_jwks;
+pub mod remote_jwks;
 pub mod response;
 pub mod routes;
 pub mod serve;
+pub mod service_account;
 pub mod sources;
 pub mod striped;
 pub mod throttle;

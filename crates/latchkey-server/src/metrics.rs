@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::{
+    client_auth::AuthMethod,
     striped::{StripedCounter, StripedHistogram},
     throttle::By,
 };
@@ -34,6 +35,13 @@ struct KeyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ThrottleLabels {
     by: &'static str,
+}
+
+// Issue 11: client authentication by assertion.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    auth: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +80,10 @@ pub struct Metrics {
     log_dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
     // Issue 12: people who sign in.
     users_loaded: Gauge,
+    // Issue 11: client authentication by assertion.
+    /// Token requests by client authentication method and outcome, indexed by
+    /// `AuthMethod::ALL` position * 2 + failed.
+    by_auth: Vec<StripedCounter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -209,8 +221,29 @@ impl Metrics {
             "Users who may sign in (ready and not disabled)",
             users_loaded.clone(),
         );
+        // Issue 11: client authentication by assertion.
+        let by_auth_family = Family::<AuthLabels, StripedCounter>::default();
+        let by_auth = AuthMethod::ALL
+            .iter()
+            .flat_map(|m| {
+                ["success", "failure"].map(|result| {
+                    by_auth_family
+                        .get_or_create(&AuthLabels {
+                            auth: m.as_str(),
+                            result,
+                        })
+                        .clone()
+                })
+            })
+            .collect();
+        registry.register(
+            "token_requests_by_auth",
+            "Token requests by client authentication method (none: not authenticated yet) and outcome",
+            by_auth_family,
+        );
         Metrics {
             users_loaded,
+            by_auth,
             registry,
             throttled,
             attacks,
@@ -242,6 +275,18 @@ impl Metrics {
         let grant = usize::from(grant_type != Some(GRANTS[0]));
         self.token_requests[result_index(result) * GRANTS.len() + grant].inc();
         self.token_latency.observe(elapsed);
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Count a token request under the authentication method it used.
+    pub fn observe_auth_method(&self, method: AuthMethod, success: bool) {
+        let i = AuthMethod::ALL
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(0);
+        if let Some(c) = self.by_auth.get(i * 2 + usize::from(!success)) {
+            c.inc();
+        }
     }
 
     /// Record a new registry snapshot.

@@ -67,6 +67,9 @@ struct Seen {
     client_id: Option<String>,
     grant_type: Option<String>,
     auth: AuthMethod,
+    // Issue 11: client authentication by assertion.
+    /// Why an assertion was refused (safe to log), for a line of its own.
+    refusal: Option<&'static str>,
 }
 
 pub async fn handle<B>(app: &App, req: Request<B>) -> Response<Body>
@@ -84,6 +87,8 @@ where
         client_id: None,
         grant_type: None,
         auth: AuthMethod::None,
+        // Issue 11: client authentication by assertion.
+        refusal: None,
     };
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
     let result = run(app, req, &mut seen).await;
@@ -97,6 +102,8 @@ where
     };
     app.metrics
         .observe_token_request(seen.grant_type.as_deref(), code, elapsed);
+    // Issue 11: client authentication by assertion.
+    app.metrics.observe_auth_method(seen.auth, code.is_none());
     let res = match (throttled, result) {
         (Some(res), _) => res,
         (None, Ok(token)) => success(&token),
@@ -114,6 +121,15 @@ where
             suppressed = gate.suppressed,
             "token request"
         );
+        // Issue 11: client authentication by assertion (sampled with the access line).
+        if let Some(reason) = seen.refusal {
+            tracing::info!(
+                target: "latchkey::access",
+                client_id = loggable(seen.client_id.as_deref()),
+                reason,
+                "client assertion refused"
+            );
+        }
     }
     res
 }
@@ -168,6 +184,10 @@ where
     let body = read_body(app, &parts.headers, body).await?;
     let form = form::parse_token_form(&body)?;
     seen.grant_type = form.grant_type.clone();
+    // Issue 11: client authentication by assertion.
+    if client_auth::is_assertion(&form) {
+        return Ok(by_assertion(app, &parts.headers, &form, seen).await?);
+    }
     let presented = client_auth::presented(&parts.headers, &form, &mut seen.client_id)?;
     seen.auth = presented.method;
     let grant_type = form
@@ -181,6 +201,53 @@ where
         scope: form.scope.as_deref(),
     };
     Ok(app.issuer.issue(request, SystemTime::now())?)
+}
+
+// Issue 11: client authentication by assertion.
+/// The grant for a client that authenticates with an assertion (RFC 7523 §2.2). A refusal
+/// answers `invalid_client` without detail; the log line says why.
+async fn by_assertion(
+    app: &App,
+    headers: &HeaderMap,
+    form: &form::TokenForm,
+    seen: &mut Seen,
+) -> Result<IssuedToken, OAuthError> {
+    seen.auth = AuthMethod::Assertion;
+    let presented = client_auth::presented_assertion(headers, form, &mut seen.client_id)?;
+    let grant_type = form
+        .grant_type
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("parameter grant_type is missing"))?;
+    let grant = latchkey_core::issuer::parse_grant(grant_type)?;
+    let Some(assertions) = &app.assertions else {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client assertions are not available on this server",
+        ));
+    };
+    let now = SystemTime::now();
+    let registry = app.issuer.registry();
+    let outcome = assertions
+        .authenticate(
+            &registry,
+            app.service_accounts.get(),
+            app.object_jwks.get(),
+            presented.client_id.as_deref(),
+            &presented.assertion,
+            now,
+        )
+        .await;
+    let (client, method) = match outcome {
+        Ok(ok) => ok,
+        Err(refused) => {
+            seen.refusal = Some(refused.reason);
+            return Err(refused.to_oauth());
+        }
+    };
+    seen.auth = method;
+    seen.client_id = Some(client.client_id().to_owned());
+    app.issuer
+        .issue_to(&client, grant, form.scope.as_deref(), now)
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {

@@ -187,6 +187,25 @@ pub struct ServeArgs {
     /// How often the clients files and TLS files are checked for changes.
     #[arg(long, env = "LATCHKEY_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+    // Issue 11: client authentication by assertion.
+    /// An audience client assertions may name besides the issuer and
+    /// `{--public-url}/oauth2/token`; repeatable.
+    #[arg(
+        long = "assertion-audience",
+        env = "LATCHKEY_ASSERTION_AUDIENCES",
+        value_delimiter = ','
+    )]
+    pub assertion_audiences: Vec<String>,
+    /// Longest lifetime (exp - iat) of a private_key_jwt assertion.
+    #[arg(long, env = "LATCHKEY_ASSERTION_MAX_LIFETIME", default_value = "5m", value_parser = parse_duration)]
+    pub assertion_max_lifetime: Duration,
+    /// PEM certificates trusted, besides the system's, when fetching a client's jwksUri or a
+    /// federated issuer's discovery document and keys.
+    #[arg(long, env = "LATCHKEY_ASSERTION_CA_FILE")]
+    pub assertion_ca_file: Option<PathBuf>,
+    /// Shortest time between two fetches of one remote key set (also its shortest cache life).
+    #[arg(long, env = "LATCHKEY_ASSERTION_REFETCH_FLOOR", default_value = "30s", value_parser = parse_duration)]
+    pub assertion_refetch_floor: Duration,
 }
 
 /// The default state directory.
@@ -448,6 +467,11 @@ pub struct RunArgs {
     /// https://latchkey.NAMESPACE.svc:PORT/oauth2/token).
     #[arg(long, env = "LATCHKEY_TOKEN_URL")]
     pub token_url: Option<String>,
+    // Issue 11: client authentication by assertion.
+    /// The audience a ServiceAccount token must name to authenticate a client (default: the
+    /// token URL, as --token-url).
+    #[arg(long, env = "LATCHKEY_SERVICE_ACCOUNT_AUDIENCE")]
+    pub service_account_audience: Option<String>,
     // Issue 13
     /// Name of the Secret (in --namespace) holding the revocation list.
     #[arg(

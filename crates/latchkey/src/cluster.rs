@@ -54,6 +54,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         default_lifetime: args.serve.timing.token_lifetime,
     };
     serving::check_lifetime(&settings)?;
+    // Issue 11: client authentication by assertion.
+    serving::assertion_config(&args.serve)?;
     // Issue 13: the revocation list Secret, in Latchkey's namespace.
     let revocations = latchkey_operator::revocation_secret::SecretRevocationStore::new(
         kube::Api::namespaced(client.clone(), &namespace),
@@ -86,6 +88,25 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
     let (app, admin) =
         serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
+    // Issue 11: client authentication by assertion.
+    let sa_audience = args
+        .service_account_audience
+        .clone()
+        .unwrap_or_else(|| cfg.token_url.clone());
+    let _ = app
+        .object_jwks
+        .set(latchkey_server::object_jwks::ObjectJwks::new(
+            Arc::new(crate::service_account_api::KubeObjectReader {
+                client: client.clone(),
+            }),
+            args.serve.assertion_refetch_floor,
+        ));
+    tokio::spawn(crate::service_account_api::discover(
+        client.clone(),
+        app.clone(),
+        sa_audience,
+        args.serve.assertion_refetch_floor,
+    ));
     // Issue 13: every replica follows the list; any replica records a revocation.
     tokio::spawn(revocations.clone().follow(app.introspector.clone()));
     app.revoker

@@ -16,6 +16,7 @@ mod observe;
 // Issue 13
 mod rotate_secret;
 mod self_signed;
+mod service_account_api;
 mod serving;
 mod standalone;
 mod tokens_command;

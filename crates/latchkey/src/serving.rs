@@ -66,8 +66,47 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
             ..ThrottleConfig::default()
         },
         cors_origins: args.cors_origins.clone(),
+        // Issue 11: client authentication by assertion (checked at start by
+        // `assertion_config`; here a file gone since then counts as no extra roots).
+        assertion: assertion_config(args).unwrap_or_default(),
         ..AppConfig::default()
     }
+}
+
+// Issue 11: client authentication by assertion.
+/// How client assertions are accepted, from the flags; an unreadable or non-PEM
+/// `--assertion-ca-file` is an error.
+pub fn assertion_config(
+    args: &ServeArgs,
+) -> Result<latchkey_server::client_assertion::AssertionConfig, Error> {
+    let extra_roots = match &args.assertion_ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            latchkey_server::remote_jwks::parse_roots(&pem)
+                .map_err(|e| Error::Usage(format!("--assertion-ca-file: {e}")))?
+        }
+    };
+    if args.assertion_max_lifetime.is_zero()
+        || args.assertion_max_lifetime > latchkey_core::assertion::MAX_FEDERATED_LIFETIME
+    {
+        return Err(Error::Usage(
+            "--assertion-max-lifetime must be between 1s and 1h".into(),
+        ));
+    }
+    Ok(latchkey_server::client_assertion::AssertionConfig {
+        extra_audiences: args.assertion_audiences.clone(),
+        max_lifetime: args.assertion_max_lifetime,
+        remote: latchkey_server::remote_jwks::RemoteKeysConfig {
+            refetch_floor: args.assertion_refetch_floor,
+            ..Default::default()
+        },
+        extra_roots,
+        ..Default::default()
+    })
 }
 
 fn limits(args: &ServeArgs) -> Limits {

@@ -282,7 +282,12 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post"])
+            // Issue 11: private_key_jwt.
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
         );
         assert_eq!(doc["response_types_supported"], serde_json::json!(["none"]));
         // Standard RFC 8414 members only.
@@ -294,6 +299,8 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
             "token_endpoint_auth_methods_supported",
             "response_types_supported",
             "scopes_supported",
+            // Issue 11: client authentication by assertion.
+            "token_endpoint_auth_signing_alg_values_supported",
             // Issue 13
             "introspection_endpoint",
             "introspection_endpoint_auth_methods_supported",

@@ -183,3 +183,62 @@ def rotation():
 
 
 result(JWT, "rotation", rotation)
+
+
+# Issue 11: private_key_jwt (RFC 7523 §2.2) with authlib's own PrivateKeyJWT client auth.
+def private_key_jwt_session(expires_in):
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+
+    class ShortLived(PrivateKeyJWT):
+        """authlib signs assertions valid for 1 h by default; Latchkey accepts at most 5 min
+        (--assertion-max-lifetime), so this passes authlib's own expires_in."""
+
+        def sign(self, auth, token_endpoint):
+            return private_key_jwt_sign(
+                auth.client_secret,
+                client_id=auth.client_id,
+                token_endpoint=token_endpoint,
+                alg=self.alg,
+                expires_in=expires_in,
+            )
+
+    with open(os.environ["INTEROP_PKJWT_KEY"]) as f:
+        key = f.read()
+    endpoint = rs["token_endpoint"]
+    session = OAuth2Session(
+        client_id=os.environ["INTEROP_PKJWT_ID"],
+        client_secret=key,
+        token_endpoint_auth_method="private_key_jwt",
+    )
+    if expires_in is None:
+        session.register_client_auth_method(PrivateKeyJWT(endpoint))
+    else:
+        session.register_client_auth_method(ShortLived(endpoint))
+    return session, endpoint
+
+
+def private_key_jwt():
+    session, endpoint = private_key_jwt_session(120)
+    if "private_key_jwt" not in rs["token_endpoint_auth_methods_supported"]:
+        raise AssertionError("metadata does not list private_key_jwt")
+    for _ in range(2):  # each assertion has its own jti
+        t = session.fetch_token(endpoint, grant_type="client_credentials", verify=CA)
+        assert t["token_type"] == "Bearer" and t["access_token"], t
+        key = jwks_clients["RS256"].get_signing_key_from_jwt(t["access_token"])
+        claims = jwt.decode(
+            t["access_token"], key.key, algorithms=["RS256"], issuer=ISSUERS["RS256"]
+        )
+        assert claims["sub"] == claims["clientId"] == os.environ["INTEROP_PKJWT_ID"], claims
+
+
+def private_key_jwt_default_lifetime():
+    # authlib's default assertion lifetime (1 h) is longer than Latchkey allows: refused.
+    session, endpoint = private_key_jwt_session(None)
+    expect_error(
+        "invalid_client",
+        lambda: session.fetch_token(endpoint, grant_type="client_credentials", verify=CA),
+    )
+
+
+result(OAUTH, "private_key_jwt", private_key_jwt)
+result(OAUTH, "private_key_jwt_1h_refused", private_key_jwt_default_lifetime)

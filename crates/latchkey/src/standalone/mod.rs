@@ -74,6 +74,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         default_lifetime: args.serve.timing.token_lifetime,
     };
     serving::check_lifetime(&settings)?;
+    // Issue 11: client authentication by assertion.
+    serving::assertion_config(&args.serve)?;
     let metrics = Arc::new(Metrics::new());
     metrics.observe_registry(&registry);
     metrics.observe_sync(unix_now());
