@@ -4,29 +4,26 @@
 //! Nothing here touches the network, Kubernetes or the clock: time is always a parameter, so
 //! every rule can be tested without a server and without sleeping.
 
-// Issue 12: authorization grants (codes and refresh-token families).
-pub mod authorization_grant;
 pub mod assertion;
+pub mod authorization_grant;
 pub mod certificate;
 pub mod client;
 pub mod error;
 pub mod grant;
+pub mod introspection;
 pub mod issuer;
 pub mod key_driver;
 pub mod keyring;
 pub mod oauth;
 pub mod password;
 pub mod registry;
+pub mod revocation;
 pub mod scope;
 pub mod secret_digest;
-// Issue 12: session cookie sealing keys.
 pub mod session_keys;
 pub mod signing;
 pub mod store;
 pub mod token;
-// Issue 13
-pub mod introspection;
-pub mod revocation;
 pub mod user;
 
 pub use client::{ClientRecord, ClientSpec};
