@@ -4,10 +4,8 @@
 
 pub mod client_files;
 pub mod collection_files;
+pub mod json_file;
 pub mod key_file;
-// Issue 13
-pub mod revocation_file;
-pub mod session_key_file;
 pub mod user_files;
 
 use std::{
@@ -107,7 +105,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let (app, admin) = serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready);
     // Issue 13: revoked access tokens, kept in the state directory (this process is the only
     // writer, so what it wrote is what it holds).
-    let revocations = revocation_file::RevocationFile::new(state_dir);
+    let revocations = json_file::RevocationFile::new(state_dir);
     if let Some(stored) = revocations.load().await? {
         app.introspector.replace_revocations(stored.value);
     }
@@ -144,7 +142,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         shutdown_rx.clone(),
     ));
     // Issue 12: the session-cookie keys, made on first start and rotated in the state dir.
-    let session_store = session_key_file::SessionKeyFile::new(state_dir);
+    let session_store = json_file::SessionKeyFile::new(state_dir);
     let policy = latchkey_core::session_keys::SessionKeyPolicy::default();
     let session_keys = Arc::new(ArcSwap::from_pointee(
         latchkey_core::session_keys::pass(&session_store, &policy, unix_now() as u64).await?,
