@@ -20,6 +20,7 @@ pub mod store;
 pub mod token;
 // Issue 13
 pub mod introspection;
+pub mod registration_token;
 pub mod revocation;
 
 pub use client::{ClientRecord, ClientSpec};

@@ -35,6 +35,8 @@ pub struct AppConfig {
     pub throttle: ThrottleConfig,
     /// Origins whose pages may call the token endpoint (CORS); empty: none.
     pub cors_origins: Vec<String>,
+    /// Issue 13: who may register clients, and how often a source may call.
+    pub registration: crate::register::RegistrationConfig,
 }
 
 impl Default for AppConfig {
@@ -47,6 +49,7 @@ impl Default for AppConfig {
             jwks_max_age: Duration::from_secs(300),
             throttle: ThrottleConfig::default(),
             cors_origins: Vec::new(),
+            registration: Default::default(),
         }
     }
 }
@@ -66,6 +69,11 @@ pub struct App {
     pub introspector: Arc<latchkey_core::introspection::Introspector>,
     /// Where revocations are recorded (set by the run mode at start).
     pub revoker: crate::revoke::RevokerSlot,
+    // Issue 13: registration.
+    /// Where registrations are kept (set by the run mode when registration is enabled).
+    pub registrar: crate::register::RegistrarSlot,
+    /// Registration requests per source.
+    pub registration_limit: crate::register::RateLimit,
 }
 
 /// A public document's handler.
@@ -86,6 +94,8 @@ impl App {
             metadata_paths,
             introspector: Arc::default(),
             revoker: Default::default(),
+            registrar: Default::default(),
+            registration_limit: Default::default(),
         }
     }
 
@@ -129,6 +139,11 @@ impl App {
                 Method::POST => crate::revoke::handle(self, req).await,
                 _ => response::method_not_allowed("POST"),
             };
+        }
+        // Issue 13: registration, for clients' servers and tools (no CORS).
+        if let Some(id) = crate::register::route(path) {
+            let id = id.map(str::to_owned);
+            return crate::register::handle(self, req, id.as_deref()).await;
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
             Some(discovery::jwks)

@@ -546,3 +546,11 @@ spec: { clientId: b, grantTypes: [password] }
         );
     }
 }
+
+// Issue 13: registrations are read with the clients files.
+impl Snapshot {
+    /// Add another read's files after this one's.
+    pub fn append(&mut self, other: Snapshot) {
+        self.files.extend(other.files);
+    }
+}
