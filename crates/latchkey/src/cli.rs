@@ -253,6 +253,10 @@ pub struct RegistrationArgs {
     /// Registration and management requests per source address per minute.
     #[arg(long, env = "LATCHKEY_REGISTRATION_RATE", default_value_t = 10)]
     pub registration_rate: u32,
+    /// The namespace of registered OAuthClients. Default: Latchkey's namespace in a cluster,
+    /// `default` standalone.
+    #[arg(long, env = "LATCHKEY_REGISTRATION_NAMESPACE")]
+    pub registration_namespace: Option<String>,
 }
 
 /// The signing key a new key ring starts with.
@@ -477,6 +481,9 @@ pub struct RunArgs {
         default_value = "latchkey-revocations"
     )]
     pub revocations_secret: String,
+    // Issue 13: dynamic client registration.
+    #[command(flatten)]
+    pub registration: RegistrationArgs,
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

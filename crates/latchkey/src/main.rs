@@ -18,6 +18,8 @@ mod self_signed;
 mod serving;
 mod standalone;
 mod tokens_command;
+// Issue 13: registration in a cluster.
+mod registration_cluster;
 
 use clap::Parser;
 

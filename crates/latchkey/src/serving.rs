@@ -39,17 +39,8 @@ pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Err
     Ok(())
 }
 
-/// The token service and the admin endpoint over one issuer.
-pub fn handlers(
-    args: &ServeArgs,
-    issuer: Arc<latchkey_core::Issuer>,
-    metrics: Arc<Metrics>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
-) -> (Arc<App>, Arc<Admin>) {
-    handlers_with(args, issuer, metrics, ready, Default::default())
-}
-
-/// [`handlers`] with registration settings (Issue 13: standalone registration).
+/// The public listener's and the admin listener's handlers (Issue 13: with the
+/// registration settings).
 pub fn handlers_with(
     args: &ServeArgs,
     issuer: Arc<latchkey_core::Issuer>,

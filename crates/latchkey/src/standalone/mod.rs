@@ -127,6 +127,11 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
                 issuer: issuer.clone(),
                 metrics: metrics.clone(),
                 lock: reload_lock.clone(),
+                namespace: args
+                    .registration
+                    .registration_namespace
+                    .clone()
+                    .unwrap_or_else(|| registration_files::DEFAULT_NAMESPACE.into()),
             }));
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

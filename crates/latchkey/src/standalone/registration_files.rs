@@ -44,8 +44,8 @@ pub const CLIENT_NAME_ANNOTATION: &str = "latchkey.dev/client-name";
 pub const AUTH_METHOD_ANNOTATION: &str = "latchkey.dev/token-endpoint-auth-method";
 pub const TOKEN_DIGEST_ANNOTATION: &str = "latchkey.dev/registration-token-sha256";
 pub const ISSUED_AT_ANNOTATION: &str = "latchkey.dev/client-id-issued-at";
-/// The namespace registered clients are written in (files have no cluster to place them).
-const NAMESPACE: &str = "default";
+/// The namespace registered clients are written in by default (files have no cluster).
+pub const DEFAULT_NAMESPACE: &str = "default";
 /// Largest registration file read.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
 
@@ -67,19 +67,21 @@ pub struct RegistrationFiles {
     pub metrics: Arc<Metrics>,
     /// Held across a write and the reload after it (shared with the clients reload).
     pub lock: Arc<Mutex<()>>,
+    /// The namespace written in new registrations.
+    pub namespace: String,
 }
 
 /// A registration as stored.
-struct Stored {
-    client: OAuthClient,
-    secret: Secret,
+pub(crate) struct Stored {
+    pub client: OAuthClient,
+    pub secret: Secret,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> RegistrarError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> RegistrarError {
     RegistrarError::Unavailable(e.to_string())
 }
 
-fn metadata_error(e: registration::MetadataError) -> RegistrarError {
+pub(crate) fn metadata_error(e: registration::MetadataError) -> RegistrarError {
     RegistrarError::Metadata {
         code: e.code.as_str(),
         description: e.description,
@@ -93,7 +95,7 @@ fn bad(description: &str) -> RegistrarError {
     }
 }
 
-fn name_of(client_id: &str) -> String {
+pub(crate) fn name_of(client_id: &str) -> String {
     format!("dcr-{client_id}")
 }
 
@@ -206,7 +208,7 @@ fn parse(bytes: &[u8]) -> Result<Stored, String> {
     }
 }
 
-fn annotation<'a>(client: &'a OAuthClient, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(client: &'a OAuthClient, key: &str) -> Option<&'a str> {
     client
         .metadata
         .annotations
@@ -217,7 +219,7 @@ fn annotation<'a>(client: &'a OAuthClient, key: &str) -> Option<&'a str> {
 
 /// The answer's members for a stored registration: the resource as it is now (an edit of the
 /// file wins over what was registered).
-fn members(stored: &Stored) -> Map<String, Value> {
+pub(crate) fn members(stored: &Stored) -> Map<String, Value> {
     let client = &stored.client;
     let metadata = ClientMetadata {
         client_name: annotation(client, CLIENT_NAME_ANNOTATION).map(str::to_owned),
@@ -251,7 +253,8 @@ fn members(stored: &Stored) -> Map<String, Value> {
 
 /// The resource of a registration with `metadata` (over `previous`, whose other spec fields
 /// and annotations an admin may have set, and are kept).
-fn build(
+pub(crate) fn build(
+    namespace: &str,
     client_id: &str,
     metadata: &ClientMetadata,
     secret: &str,
@@ -294,7 +297,7 @@ fn build(
         namespace: Some(
             previous
                 .and_then(|p| p.metadata.namespace.clone())
-                .unwrap_or_else(|| NAMESPACE.into()),
+                .unwrap_or_else(|| namespace.into()),
         ),
         labels: Some(labels),
         annotations: Some(annotations),
@@ -320,7 +323,7 @@ fn build(
 /// The metadata members of a management PUT: RFC 7592 §2.2 repeats `client_id` (it must
 /// match) and may repeat `client_secret` (it must match; omitted, the secret rotates).
 /// Returns the members to check and whether the secret is kept.
-fn update_members(
+pub(crate) fn update_members(
     body: &[u8],
     client_id: &str,
     current_secret: Option<&str>,
@@ -374,6 +377,7 @@ impl Registrar for RegistrationFiles {
             let token = random_credential().map_err(unavailable)?;
             let issued_at = latchkey_core::token::unix_seconds(now);
             let stored = build(
+                &self.namespace,
                 &client_id,
                 &metadata,
                 &secret,
@@ -425,6 +429,7 @@ impl Registrar for RegistrationFiles {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0);
             let updated = build(
+                &self.namespace,
                 client_id,
                 &metadata,
                 &secret,
@@ -464,7 +469,15 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretPost,
         };
         let id = "2b0a1c4e-5d6f-4a8b-9c0d-1e2f3a4b5c6d";
-        let stored = build(id, &metadata, "s3cret", &token_digest("tok"), 7, None);
+        let stored = build(
+            "default",
+            id,
+            &metadata,
+            "s3cret",
+            &token_digest("tok"),
+            7,
+            None,
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.yaml");
         write(&path, &stored).unwrap();
@@ -488,7 +501,15 @@ mod tests {
         // An admin's audience survives an update through the API.
         let mut edited = back.client.clone();
         edited.spec.audience = vec!["orders-api".into()];
-        let updated = build(id, &ClientMetadata::default(), "s2", "d", 7, Some(&edited));
+        let updated = build(
+            "default",
+            id,
+            &ClientMetadata::default(),
+            "s2",
+            "d",
+            7,
+            Some(&edited),
+        );
         assert_eq!(updated.client.spec.audience, ["orders-api"]);
         assert!(updated.client.spec.scopes.is_empty());
         assert!(
