@@ -467,7 +467,16 @@ mod tests {
     fn refused(body: Value, policy: &RegistrationPolicy) -> MetadataError {
         match run(body.clone(), policy) {
             Ok(m) => panic!("{body} was accepted as {m:?}"),
-            Err(e) => e,
+            Err(e) => {
+                // RFC 7591 §3.2.2 descriptions keep RFC 6749's charset.
+                assert!(
+                    e.description
+                        .bytes()
+                        .all(latchkey_core::oauth::is_description_byte),
+                    "{e}"
+                );
+                e
+            }
         }
     }
 

@@ -235,3 +235,58 @@ spec: { clientId: admin, secretRef: { name: s }, scopes: ["latchkey:register"] }
         == 401));
     assert_eq!(request(&b, "GET", &path, Some(&bearer), None).status, 401);
 }
+
+#[test]
+fn closed_by_default_and_open_when_asked() {
+    install_crd();
+    let ns = Namespace::new("dcr-open");
+    let dir = tempfile::tempdir().unwrap();
+    let closed = start_run(&ns.0, "closed", &dir.path().join("c"), &[]);
+    wait_ready(&closed);
+    let res = request(&closed, "POST", "/oauth2/register", None, Some(&json!({})));
+    assert_eq!(res.status, 403, "{}", res.text());
+    assert_eq!(res.json()["error"], "access_denied");
+    closed.terminate();
+
+    let open = start_run(
+        &ns.0,
+        "open",
+        &dir.path().join("o"),
+        &["--registration", "open"],
+    );
+    wait_ready(&open);
+    let res = request(&open, "POST", "/oauth2/register", None, Some(&json!({})));
+    assert_eq!(res.status, 201, "{}", res.text());
+    let reg = res.json();
+    let (id, secret) = (
+        reg["client_id"].as_str().unwrap(),
+        reg["client_secret"].as_str().unwrap(),
+    );
+    let res = token(&open, id, secret, None);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["scope"], "default");
+    assert!(
+        eventually(Duration::from_secs(20), || jsonpath(
+            &ns.0,
+            &format!("dcr-{id}"),
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ) == "True"),
+        "the registered OAuthClient never became Ready"
+    );
+    // A registration outside the cap is refused with a description naming it.
+    let res = request(
+        &open,
+        "POST",
+        "/oauth2/register",
+        None,
+        Some(&json!({"scope": "orders:read"})),
+    );
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["error"], "invalid_client_metadata");
+    assert!(
+        res.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("orders:read")
+    );
+}
