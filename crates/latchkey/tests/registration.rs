@@ -346,6 +346,17 @@ fn open_registration_lifecycle_survives_restarts_and_the_stored_manifest_wins() 
         401
     );
     // The other registration is untouched.
+    let other_secret = other["client_secret"].as_str().unwrap();
+    assert_eq!(
+        token(
+            &server,
+            other["client_id"].as_str().unwrap(),
+            other_secret,
+            None
+        )
+        .status,
+        200
+    );
     assert_eq!(
         request(
             &server,
@@ -356,6 +367,31 @@ fn open_registration_lifecycle_survives_restarts_and_the_stored_manifest_wins() 
         )
         .status,
         200
+    );
+
+    // Closed again after a restart: registered clients keep working, management stops.
+    server.terminate();
+    let server = start(dir.path(), &[]);
+    assert_eq!(
+        token(
+            &server,
+            other["client_id"].as_str().unwrap(),
+            other_secret,
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        request(
+            &server,
+            "GET",
+            &path_of(&other),
+            Some(&bearer(&other)),
+            None
+        )
+        .status,
+        403
     );
 }
 

@@ -115,7 +115,9 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
     // Issue 13: one lock for every registry reload, so a registration answers once served.
     let reload_lock = Arc::new(tokio::sync::Mutex::new(()));
-    if let (Some(dir), Some(clients)) = (&registrations, &args.clients) {
+    let open = serving::registration_mode(&args.registration)
+        != latchkey_server::register::RegistrationMode::Closed;
+    if let (Some(dir), Some(clients), true) = (&registrations, &args.clients, open) {
         app.registrar
             .set(Arc::new(registration_files::RegistrationFiles {
                 dir: dir.clone(),
@@ -248,8 +250,13 @@ impl Reload {
 /// Where registrations are kept, when registration is enabled (it needs `--clients`).
 fn registration_dir(args: &StandaloneArgs) -> Result<Option<PathBuf>, Error> {
     let mode = serving::registration_mode(&args.registration);
+    let dir = args
+        .serve
+        .state_dir
+        .join(registration_files::REGISTRATIONS_DIR);
     if mode == latchkey_server::register::RegistrationMode::Closed {
-        return Ok(None);
+        // Clients registered while it was open keep working; only new registrations stop.
+        return Ok((dir.is_dir() && args.clients.is_some()).then_some(dir));
     }
     if args.clients.is_none() {
         return Err(Error::Usage(
@@ -258,10 +265,6 @@ fn registration_dir(args: &StandaloneArgs) -> Result<Option<PathBuf>, Error> {
                 .into(),
         ));
     }
-    let dir = args
-        .serve
-        .state_dir
-        .join(registration_files::REGISTRATIONS_DIR);
     files::ensure_private_dir(&dir)?;
     Ok(Some(dir))
 }
