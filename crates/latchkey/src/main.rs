@@ -20,6 +20,7 @@ mod standalone;
 mod tokens_command;
 // Issue 13: registration in a cluster.
 mod registration_cluster;
+mod registration_resource;
 
 use clap::Parser;
 

@@ -29,7 +29,7 @@ use latchkey_core::{
 use latchkey_server::register::{Registrar, RegistrarError, RegistrarFuture};
 use serde_json::{Map, Value};
 
-use crate::standalone::registration_files::{
+use crate::registration_resource::{
     ISSUED_AT_ANNOTATION, REGISTERED_LABEL, Stored, TOKEN_DIGEST_ANNOTATION, annotation, build,
     members, metadata_error, name_of, unavailable, update_members,
 };
