@@ -99,6 +99,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # One server per algorithm; thumbprint kids, a 1 s JWKS cache period so a rotation is quick.
 key_flags=(--kid-strategy thumbprint --jwks-max-age 1s --rotation-period 1h --clock-skew 1s)
+# Issue 13: open registration, so libraries with a DCR client can register (orders:* scopes).
+reg_flags=(--registration open --registration-allowed-scope 'orders:*' --registration-rate 1000)
 issuers=()
 for alg in RS256 ES256 EdDSA; do
   port=$(free_port)
@@ -108,7 +110,7 @@ for alg in RS256 ES256 EdDSA; do
   "$bin" standalone --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --state-dir "$state" \
     --clients "$work/clients.yaml" --issuer "https://localhost:$port/token" \
-    --public-url "https://localhost:$port" --key-alg "$alg" "${key_flags[@]}" \
+    --public-url "https://localhost:$port" --key-alg "$alg" "${key_flags[@]}" "${reg_flags[@]}" \
     --log-level warn >"$work/server-$alg.log" 2>&1 &
   pids+=($!)
   issuers+=("$alg=https://localhost:$port/token")

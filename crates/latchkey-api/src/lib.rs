@@ -10,6 +10,7 @@ pub mod convert;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod registration;
 pub mod resolve;
 pub mod rules;
 pub mod secret_data;

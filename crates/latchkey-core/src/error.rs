@@ -32,4 +32,8 @@ pub enum CoreError {
     /// A revocation could not be recorded, or the revocation list is unreadable.
     #[error("{0}")]
     Revocation(String),
+    // Issue 13: registration.
+    /// The system random source failed.
+    #[error("the system random source failed")]
+    Random,
 }

@@ -16,6 +16,7 @@ pub mod key_driver;
 pub mod keyring;
 pub mod oauth;
 pub mod password;
+pub mod registration_token;
 pub mod registry;
 pub mod revocation;
 pub mod scope;

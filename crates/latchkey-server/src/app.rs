@@ -38,6 +38,8 @@ pub struct AppConfig {
     // Issue 11: client authentication by assertion.
     /// How client assertions are accepted.
     pub assertion: crate::client_assertion::AssertionConfig,
+    /// Issue 13: who may register clients, and how often a source may call.
+    pub registration: crate::register::RegistrationConfig,
 }
 
 impl Default for AppConfig {
@@ -52,6 +54,7 @@ impl Default for AppConfig {
             cors_origins: Vec::new(),
             // Issue 11: client authentication by assertion.
             assertion: crate::client_assertion::AssertionConfig::default(),
+            registration: Default::default(),
         }
     }
 }
@@ -79,6 +82,11 @@ pub struct App {
     pub introspector: Arc<latchkey_core::introspection::Introspector>,
     /// Where revocations are recorded (set by the run mode at start).
     pub revoker: crate::revoke::RevokerSlot,
+    // Issue 13: registration.
+    /// Where registrations are kept (set by the run mode when registration is enabled).
+    pub registrar: crate::register::RegistrarSlot,
+    /// Registration requests per source.
+    pub registration_limit: crate::register::RateLimit,
 }
 
 /// A public document's handler.
@@ -111,6 +119,8 @@ impl App {
             object_jwks: std::sync::OnceLock::new(),
             introspector: Arc::default(),
             revoker: Default::default(),
+            registrar: Default::default(),
+            registration_limit: Default::default(),
         }
     }
 
@@ -154,6 +164,11 @@ impl App {
                 Method::POST => crate::revoke::handle(self, req).await,
                 _ => response::method_not_allowed("POST"),
             };
+        }
+        // Issue 13: registration, for clients' servers and tools (no CORS).
+        if let Some(id) = crate::register::route(path) {
+            let id = id.map(str::to_owned);
+            return crate::register::handle(self, req, id.as_deref()).await;
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
             Some(discovery::jwks)

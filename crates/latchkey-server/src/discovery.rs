@@ -77,15 +77,19 @@ pub fn certificate<B>(app: &App, _req: &Request<B>) -> Response<Body> {
 
 /// The base URL to advertise: the configured one, else scheme + the request's authority.
 fn base_url<B>(app: &App, req: &Request<B>) -> String {
+    base_url_of(app, req.uri(), req.headers())
+}
+
+/// The base URL clients reach this server at (see [`base_url`]), from a request's parts.
+pub(crate) fn base_url_of(app: &App, uri: &http::Uri, headers: &http::HeaderMap) -> String {
     if let Some(url) = &app.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let authority = req
-        .uri()
+    let authority = uri
         .authority()
         .map(|a| a.as_str().to_owned())
         .or_else(|| {
-            req.headers()
+            headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
@@ -133,7 +137,17 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
 /// kept out of shared caches.
 pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let base = base_url(app, req);
-    let doc = metadata_document(&app.issuer.settings().issuer, &base);
+    let mut doc = metadata_document(&app.issuer.settings().issuer, &base);
+    // Issue 13: the registration endpoint, when registration is enabled.
+    if app.config.registration.mode != crate::register::RegistrationMode::Closed
+        && app.registrar.get().is_some()
+        && let Some(members) = doc.as_object_mut()
+    {
+        members.insert(
+            "registration_endpoint".into(),
+            format!("{base}{}", crate::routes::REGISTRATION_PATH).into(),
+        );
+    }
     let mut res = response::json(StatusCode::OK, doc.to_string());
     let h = res.headers_mut();
     let max_age = app.config.jwks_max_age.as_secs();

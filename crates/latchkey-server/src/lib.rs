@@ -33,6 +33,8 @@ pub mod token_endpoint;
 pub mod endpoint_form;
 pub mod introspect;
 pub mod revoke;
+// Issue 13: registration.
+pub mod register;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

@@ -15,6 +15,11 @@ pub const METADATA_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
 /// Token revocation (RFC 7009).
 pub const REVOCATION_PATH: &str = "/oauth2/revoke";
+// Issue 13: registration.
+/// Dynamic client registration (RFC 7591); `<it>/<client_id>` manages one (RFC 7592).
+pub const REGISTRATION_PATH: &str = "/oauth2/register";
+/// APK's inbuilt IdP's registration path, served the same way.
+pub const APK_REGISTRATION_PATH: &str = "/dcr/register";
 
 /// The path part of an issuer identifier (`https://host/token` → `/token`), without a
 /// trailing '/'; empty for an issuer at the host's root.

@@ -251,6 +251,56 @@ pub struct StandaloneArgs {
     /// Omitted: APK's sample non-production users (testing only).
     #[arg(long, env = "LATCHKEY_USERS")]
     pub users: Option<PathBuf>,
+    // Issue 13: dynamic client registration.
+    #[command(flatten)]
+    pub registration: RegistrationArgs,
+}
+
+// Issue 13: dynamic client registration.
+/// Who may register clients at `/oauth2/register` (and `/dcr/register`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistrationModeArg {
+    /// Nobody (403).
+    Closed,
+    /// Anybody who reaches the endpoint.
+    Open,
+    /// Callers with a Latchkey access token carrying `--registration-scope`.
+    InitialToken,
+}
+
+/// Dynamic client registration (RFC 7591/7592), standalone.
+#[derive(Debug, Clone, Args)]
+pub struct RegistrationArgs {
+    /// Who may register clients: closed, open, or initial-token.
+    #[arg(
+        long,
+        env = "LATCHKEY_REGISTRATION",
+        value_enum,
+        default_value = "closed"
+    )]
+    pub registration: RegistrationModeArg,
+    /// The scope an initial access token must carry (with `--registration initial-token`).
+    #[arg(
+        long,
+        env = "LATCHKEY_REGISTRATION_SCOPE",
+        default_value = "latchkey:register"
+    )]
+    pub registration_scope: String,
+    /// Scope entries registered clients may hold (as in `spec.scopes`; `p*` allows longer
+    /// scopes starting with `p`); repeatable. None: only `default`.
+    #[arg(
+        long = "registration-allowed-scope",
+        env = "LATCHKEY_REGISTRATION_ALLOWED_SCOPES",
+        value_delimiter = ','
+    )]
+    pub registration_allowed_scopes: Vec<String>,
+    /// Registration and management requests per source address per minute.
+    #[arg(long, env = "LATCHKEY_REGISTRATION_RATE", default_value_t = 10)]
+    pub registration_rate: u32,
+    /// The namespace of registered OAuthClients. Default: Latchkey's namespace in a cluster,
+    /// `default` standalone.
+    #[arg(long, env = "LATCHKEY_REGISTRATION_NAMESPACE")]
+    pub registration_namespace: Option<String>,
 }
 
 /// The signing key a new key ring starts with.
@@ -480,6 +530,9 @@ pub struct RunArgs {
         default_value = "latchkey-revocations"
     )]
     pub revocations_secret: String,
+    // Issue 13: dynamic client registration.
+    #[command(flatten)]
+    pub registration: RegistrationArgs,
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {

@@ -86,8 +86,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let issuer = Arc::new(Issuer::new(settings, Registry::default(), None));
     let ready = Arc::new(AtomicBool::new(false));
-    let (app, admin) =
-        serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready.clone());
+    let (app, admin) = serving::handlers_with(
+        &args.serve,
+        issuer.clone(),
+        metrics.clone(),
+        ready.clone(),
+        serving::registration_config(&args.registration),
+    );
     // Issue 11: client authentication by assertion.
     let sa_audience = args
         .service_account_audience
@@ -111,6 +116,34 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     tokio::spawn(revocations.clone().follow(app.introspector.clone()));
     app.revoker
         .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
+    // Issue 13: registrations are OAuthClients in the registration namespace.
+    if serving::registration_mode(&args.registration)
+        != latchkey_server::register::RegistrationMode::Closed
+    {
+        let ns = args
+            .registration
+            .registration_namespace
+            .clone()
+            .unwrap_or_else(|| cfg.namespace.clone());
+        if let Some(watched) = &cfg.namespaces
+            && !watched.contains(&ns)
+        {
+            return Err(Error::Usage(format!(
+                "--registration-namespace {ns} is not among the watched --namespaces"
+            )));
+        }
+        app.registrar
+            .set(Arc::new(crate::registration_cluster::ClusterRegistrar {
+                clients: kube::Api::namespaced(client.clone(), &ns),
+                secrets: kube::Api::namespaced(client.clone(), &ns),
+                namespace: ns,
+                policy: latchkey_api::registration::RegistrationPolicy {
+                    scope_cap: args.registration.registration_allowed_scopes.clone(),
+                    ..Default::default()
+                },
+                issuer: issuer.clone(),
+            }));
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let operator = Operator {
         client,

@@ -20,6 +20,9 @@ mod service_account_api;
 mod serving;
 mod standalone;
 mod tokens_command;
+// Issue 13: registration in a cluster.
+mod registration_cluster;
+mod registration_resource;
 
 use clap::Parser;
 

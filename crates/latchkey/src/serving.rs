@@ -39,17 +39,23 @@ pub fn check_lifetime(settings: &latchkey_core::TokenSettings) -> Result<(), Err
     Ok(())
 }
 
-/// The token service and the admin endpoint over one issuer.
-pub fn handlers(
+/// The public listener's and the admin listener's handlers (Issue 13: with the
+/// registration settings).
+pub fn handlers_with(
     args: &ServeArgs,
     issuer: Arc<latchkey_core::Issuer>,
     metrics: Arc<Metrics>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    registration: latchkey_server::register::RegistrationConfig,
 ) -> (Arc<App>, Arc<Admin>) {
     if let Some(dropped) = crate::logging::dropped() {
         metrics.count_log_drops_from(move || dropped.load(std::sync::atomic::Ordering::Relaxed));
     }
-    let app = Arc::new(App::new(issuer, metrics.clone(), app_config(args)));
+    let config = AppConfig {
+        registration,
+        ..app_config(args)
+    };
+    let app = Arc::new(App::new(issuer, metrics.clone(), config));
     (app, Arc::new(Admin { metrics, ready }))
 }
 
@@ -284,5 +290,31 @@ async fn terminated() {
     tokio::select! {
         _ = term => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+// Issue 13: dynamic client registration.
+/// The registration policy the flags state.
+pub fn registration_mode(
+    args: &crate::cli::RegistrationArgs,
+) -> latchkey_server::register::RegistrationMode {
+    use crate::cli::RegistrationModeArg as M;
+    use latchkey_server::register::RegistrationMode;
+    match args.registration {
+        M::Closed => RegistrationMode::Closed,
+        M::Open => RegistrationMode::Open,
+        M::InitialToken => RegistrationMode::InitialToken {
+            scope: args.registration_scope.clone(),
+        },
+    }
+}
+
+/// The registration settings of the public listener.
+pub fn registration_config(
+    args: &crate::cli::RegistrationArgs,
+) -> latchkey_server::register::RegistrationConfig {
+    latchkey_server::register::RegistrationConfig {
+        mode: registration_mode(args),
+        per_minute: args.registration_rate.max(1),
     }
 }

@@ -1122,3 +1122,98 @@ fn generated_manifests_match_their_sources_and_apply() {
     }
     cleanup();
 }
+
+// Issue 13: registration's RBAC, proven by the chart's own ServiceAccount.
+#[test]
+fn with_registration_open_the_service_account_registers_updates_and_deletes_only_there() {
+    install_crd();
+    let rel = Namespace::new("e2e-dcr");
+    let other = Namespace::new("e2e-dcr-other");
+    let release = Release::install(
+        &rel.0,
+        &[
+            "registration.mode=open",
+            "registration.allowedScopes={orders:read}",
+        ],
+    );
+    let deploy = release.get("deployment", "latchkey");
+    let dir = tempfile::tempdir().unwrap();
+    let sa = service_account_kubeconfig(&rel.0, "latchkey", dir.path());
+    assert!(can_i(
+        &sa,
+        &["create", "oauthclients.latchkey.dev", "-n", &rel.0]
+    ));
+    assert!(!can_i(
+        &sa,
+        &["create", "oauthclients.latchkey.dev", "-n", &other.0]
+    ));
+    assert!(!can_i(&sa, &["delete", "secrets", "-n", &other.0]));
+    let tls = wait_secret(&rel.0, "latchkey-tls");
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&crt, &tls["tls.crt"]).unwrap();
+    std::fs::write(&key, &tls["tls.key"]).unwrap();
+    let server = start_like_the_chart(
+        &deploy,
+        &sa,
+        &dir.path().join("state"),
+        &[
+            format!("--tls-cert={}", crt.display()),
+            format!("--tls-key={}", key.display()),
+        ],
+    );
+    wait_ready(&server);
+    let (addr, ca, host) = (server.addr, crt.clone(), format!("latchkey.{}.svc", rel.0));
+    let open =
+        move || Conn::try_open_named(addr, Some(ca.clone()), &host).expect("TLS to latchkey");
+    let send = |method: &str, path: &str, auth: Option<&str>, body: &Value| {
+        let body = body.to_string();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        open().send(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let res = send(
+        "POST",
+        "/dcr/register",
+        None,
+        &json!({"scope": "orders:read"}),
+    );
+    assert_eq!(res.status, 201, "{}", res.text());
+    let reg = res.json();
+    let id = reg["client_id"].as_str().unwrap().to_owned();
+    let bearer = format!(
+        "Bearer {}",
+        reg["registration_access_token"].as_str().unwrap()
+    );
+    let path = format!("/oauth2/register/{id}");
+    let res = wait_token(&open, &id, reg["client_secret"].as_str().unwrap());
+    assert_eq!(res.status, 200);
+    let owner = kubectl_ok(
+        &[
+            "get",
+            "secret",
+            &format!("dcr-{id}-credentials"),
+            "-n",
+            &rel.0,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].name}",
+        ],
+        None,
+    );
+    assert_eq!(owner, format!("dcr-{id}"));
+    let res = send("PUT", &path, Some(&bearer), &json!({"client_id": id}));
+    assert_eq!(res.status, 200, "{}", res.text());
+    let rotated = res.json()["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(wait_token(&open, &id, &rotated).status, 200);
+    let res = send("DELETE", &path, Some(&bearer), &json!({}));
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert_eq!(token_with(&open, &id, &rotated, None).status, 401);
+    assert_no_rbac_denials(&server);
+}

@@ -74,6 +74,25 @@ await result(OAUTH, 'errors', async () => {
   await expectError('invalid_scope', () => token(as, CLIENTS[0], 'post', 'orders:write'));
 });
 
+// Issue 13: RFC 7591 registration with oauth4webapi's own DCR client, at the endpoint the
+// metadata names; the registered credentials then get a token.
+await result(OAUTH, 'registration', async () => {
+  if (!as.registration_endpoint) throw new Error('no registration_endpoint in the metadata');
+  const res = await oauth.dynamicClientRegistrationRequest(as, {
+    client_name: 'oauth4webapi interop',
+    grant_types: ['client_credentials'],
+    token_endpoint_auth_method: 'client_secret_post',
+    scope: 'orders:read',
+  });
+  const client = await oauth.processDynamicClientRegistrationResponse(res);
+  if (!client.client_id || !client.client_secret || !client.registration_access_token) throw new Error(JSON.stringify(Object.keys(client)));
+  const t = await token(as, { id: client.client_id, secret: client.client_secret }, 'post', 'orders:read');
+  if (t.scope !== 'orders:read') throw new Error(JSON.stringify(t));
+  // Bad metadata is refused with RFC 7591's error code.
+  const bad = await oauth.dynamicClientRegistrationRequest(as, { grant_types: ['implicit'] });
+  await expectError('invalid_client_metadata', () => oauth.processDynamicClientRegistrationResponse(bad));
+});
+
 // jose's remote JWK Set, with a cooldown matching the server's 1 s cache period.
 const jwks = Object.fromEntries(
   Object.entries(servers).map(([alg, s]) => [alg, jose.createRemoteJWKSet(new URL(s.jwks_uri), { cooldownDuration: 1000 })]),

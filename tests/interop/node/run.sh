@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Node: oauth4webapi (RFC 8414 discovery, client_credentials, errors) and jose's
+# Node: oauth4webapi (RFC 8414 discovery, client_credentials, errors, RFC 7591 registration) and jose's
 # createRemoteJWKSet. The test CA is trusted with NODE_EXTRA_CA_CERTS, as a deployment would.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

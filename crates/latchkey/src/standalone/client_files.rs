@@ -349,6 +349,14 @@ pub fn apk_default() -> Registry {
         .expect("one client cannot collide")
 }
 
+// Issue 13: registrations are read with the clients files.
+impl Snapshot {
+    /// Add another read's files after this one's.
+    pub fn append(&mut self, other: Snapshot) {
+        self.files.extend(other.files);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

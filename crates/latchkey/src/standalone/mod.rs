@@ -6,6 +6,7 @@ pub mod client_files;
 pub mod collection_files;
 pub mod json_file;
 pub mod key_file;
+pub mod registration_files;
 pub mod user_files;
 
 use std::{
@@ -49,10 +50,13 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     if !policy.rotates() {
         tracing::info!(kid = %args.keys.kid, "static kid: automatic key rotation is off");
     }
+    // Issue 13: registrations join the clients files (and need them).
+    let registrations = registration_dir(&args)?;
     let (registry, loaded) = match &args.clients {
         Some(path) => {
-            let p = path.clone();
-            let snapshot = off_runtime(move || client_files::read_snapshot(&p)).await??;
+            let (p, r) = (path.clone(), registrations.clone());
+            let snapshot =
+                off_runtime(move || registration_files::read_all(&p, r.as_deref())).await??;
             let registry = client_files::load(&snapshot)?;
             tracing::info!(path = %path.display(), clients = registry.len(), "clients loaded");
             (registry, Some(snapshot.digest()))
@@ -102,7 +106,13 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
 
     let issuer = Arc::new(Issuer::new(settings, registry, Some(keys)));
     let ready = Arc::new(AtomicBool::new(true));
-    let (app, admin) = serving::handlers(&args.serve, issuer.clone(), metrics.clone(), ready);
+    let (app, admin) = serving::handlers_with(
+        &args.serve,
+        issuer.clone(),
+        metrics.clone(),
+        ready,
+        serving::registration_config(&args.registration),
+    );
     // Issue 13: revoked access tokens, kept in the state directory (this process is the only
     // writer, so what it wrote is what it holds).
     let revocations = json_file::RevocationFile::new(state_dir);
@@ -111,6 +121,29 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     }
     app.revoker
         .set(Arc::new(latchkey_server::revoke::StoreRevoker(revocations)));
+    // Issue 13: one lock for every registry reload, so a registration answers once served.
+    let reload_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let open = serving::registration_mode(&args.registration)
+        != latchkey_server::register::RegistrationMode::Closed;
+    if let (Some(dir), Some(clients), true) = (&registrations, &args.clients, open) {
+        app.registrar
+            .set(Arc::new(registration_files::RegistrationFiles {
+                dir: dir.clone(),
+                clients: clients.clone(),
+                policy: latchkey_api::registration::RegistrationPolicy {
+                    scope_cap: args.registration.registration_allowed_scopes.clone(),
+                    ..Default::default()
+                },
+                issuer: issuer.clone(),
+                metrics: metrics.clone(),
+                lock: reload_lock.clone(),
+                namespace: args
+                    .registration
+                    .registration_namespace
+                    .clone()
+                    .unwrap_or_else(|| registration_files::DEFAULT_NAMESPACE.into()),
+            }));
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let driver = KeyDriver {
         store,
@@ -127,6 +160,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             every: args.serve.reload_interval,
             issuer,
             metrics: metrics.clone(),
+            registrations,
+            lock: reload_lock,
         };
         tokio::spawn(reload.run(loaded, shutdown_rx.clone()));
     }
@@ -195,12 +230,17 @@ struct Reload {
     every: Duration,
     issuer: Arc<Issuer>,
     metrics: Arc<Metrics>,
+    // Issue 13: registrations, read with the clients files; the lock registration writes take.
+    registrations: Option<PathBuf>,
+    lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Reload {
     async fn snapshot(&self) -> Option<client_files::Snapshot> {
-        let path = self.path.clone();
-        match off_runtime(move || client_files::read_snapshot(&path)).await {
+        let (path, registrations) = (self.path.clone(), self.registrations.clone());
+        match off_runtime(move || registration_files::read_all(&path, registrations.as_deref()))
+            .await
+        {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
                 self.failed(&e);
@@ -244,6 +284,7 @@ impl Reload {
                 continue;
             }
             tokio::time::sleep(settle).await;
+            let _guard = self.lock.lock().await;
             let Some(settled) = self.snapshot().await else {
                 continue;
             };
@@ -267,4 +308,27 @@ impl Reload {
             }
         }
     }
+}
+
+// Issue 13: dynamic client registration.
+/// Where registrations are kept, when registration is enabled (it needs `--clients`).
+fn registration_dir(args: &StandaloneArgs) -> Result<Option<PathBuf>, Error> {
+    let mode = serving::registration_mode(&args.registration);
+    let dir = args
+        .serve
+        .state_dir
+        .join(registration_files::REGISTRATIONS_DIR);
+    if mode == latchkey_server::register::RegistrationMode::Closed {
+        // Clients registered while it was open keep working; only new registrations stop.
+        return Ok((dir.is_dir() && args.clients.is_some()).then_some(dir));
+    }
+    if args.clients.is_none() {
+        return Err(Error::Usage(
+            "--registration open or initial-token needs --clients (registrations join those \
+             files; an empty directory will do)"
+                .into(),
+        ));
+    }
+    files::ensure_private_dir(&dir)?;
+    Ok(Some(dir))
 }
