@@ -27,6 +27,8 @@ pub mod token_endpoint;
 pub mod endpoint_form;
 pub mod introspect;
 pub mod revoke;
+// Issue 12: people sign in.
+pub mod authorize_request;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;
