@@ -270,6 +270,11 @@ impl ClientRecord {
         self.allowed_organizations.is_empty()
             || self.allowed_organizations.iter().any(|o| o == organization)
     }
+
+    /// The organizations the client names (empty: any).
+    pub fn allowed_organizations(&self) -> &[String] {
+        &self.allowed_organizations
+    }
 }
 
 fn render_extra_claims(

@@ -66,6 +66,11 @@ pub struct App {
     pub introspector: Arc<latchkey_core::introspection::Introspector>,
     /// Where revocations are recorded (set by the run mode at start).
     pub revoker: crate::revoke::RevokerSlot,
+    // Issue 12: people sign in.
+    /// Users, session keys and the grant store (set by the run mode at start).
+    pub sign_in: crate::sign_in::SignInSlot,
+    /// Failed-login budgets of this replica: per source, per username, per pair.
+    pub login_throttle: Throttle,
 }
 
 /// A public document's handler.
@@ -86,6 +91,9 @@ impl App {
             metadata_paths,
             introspector: Arc::default(),
             revoker: Default::default(),
+            // Issue 12
+            sign_in: Default::default(),
+            login_throttle: Throttle::new(crate::sign_in::login_throttle_config()),
         }
     }
 
@@ -127,6 +135,25 @@ impl App {
         if path == crate::routes::REVOCATION_PATH {
             return match *req.method() {
                 Method::POST => crate::revoke::handle(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        // Issue 12: pages for people (no CORS: browsers navigate here, scripts do not).
+        if path == crate::routes::AUTHORIZE_PATH {
+            return match *req.method() {
+                Method::GET => crate::sign_in::authorize(self, req).await,
+                _ => response::method_not_allowed("GET"),
+            };
+        }
+        if path == crate::routes::LOGIN_PATH {
+            return match *req.method() {
+                Method::POST => crate::sign_in::login(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        if path == crate::routes::CONSENT_PATH {
+            return match *req.method() {
+                Method::POST => crate::sign_in::consent(self, req).await,
                 _ => response::method_not_allowed("POST"),
             };
         }

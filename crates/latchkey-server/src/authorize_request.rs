@@ -18,7 +18,7 @@ pub const MAX_NONCE_LEN: usize = 256;
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
 
 /// A checked request: what the login and consent pages carry to the code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     /// The registered URI the request named (or the client's only one).

@@ -29,6 +29,8 @@ pub mod introspect;
 pub mod revoke;
 // Issue 12: people sign in.
 pub mod authorize_request;
+pub mod sign_in;
+pub mod sign_in_pages;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

@@ -16,6 +16,14 @@ pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
 /// Token revocation (RFC 7009).
 pub const REVOCATION_PATH: &str = "/oauth2/revoke";
 
+// Issue 12: people sign in.
+/// The authorization endpoint (RFC 6749 §3.1).
+pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+/// Where the login form posts.
+pub const LOGIN_PATH: &str = "/oauth2/login";
+/// Where the consent form posts.
+pub const CONSENT_PATH: &str = "/oauth2/consent";
+
 /// The path part of an issuer identifier (`https://host/token` → `/token`), without a
 /// trailing '/'; empty for an issuer at the host's root.
 pub fn issuer_path(issuer: &str) -> &str {

@@ -1,0 +1,493 @@
+//! Issue 12: people sign in, through the real standalone binary over TLS, driven by a plain
+//! HTTP client that keeps cookies by hand: the authorization request, the login and consent
+//! pages, the code sent back with state and iss, and the abuse cases (open redirects, PKCE
+//! downgrade, CSRF on the forms, one message for unknown users and wrong passwords, brute
+//! force throttled). APK's sample users serve (admin/admin in org1, user1/user1).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{collections::BTreeMap, path::Path, time::Instant};
+
+use common::*;
+
+const CLIENTS: &str = r#"
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: web }
+spec:
+  clientId: web
+  secretRef: { name: web }
+  scopes: ["orders:*"]
+  redirectUris: ["https://app.example.com/cb", "http://127.0.0.1:8400/cb"]
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: portal }
+spec:
+  clientId: portal
+  secretRef: { name: web }
+  scopes: ["orders:*"]
+  redirectUris: ["https://portal.example.com/cb"]
+  firstParty: true
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: org2-only }
+spec:
+  clientId: org2-only
+  secretRef: { name: web }
+  scopes: ["orders:*"]
+  redirectUris: ["https://org2.example.com/cb"]
+  firstParty: true
+  allowedOrganizations: [org2]
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: web }
+stringData: { clientSecret: web-secret }
+"#;
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn start(dir: &Path) -> Server {
+    let clients = dir.join("clients.yaml");
+    std::fs::write(&clients, CLIENTS).unwrap();
+    Server::start(
+        &dir.join("state"),
+        &["--clients", clients.to_str().unwrap()],
+    )
+}
+
+/// Cookies as a browser would keep them for this origin.
+#[derive(Default, Clone)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn take(&mut self, res: &Response) {
+        for (name, value) in &res.headers {
+            if name != "set-cookie" {
+                continue;
+            }
+            let (pair, attrs) = value.split_once(';').unwrap_or((value, ""));
+            let (n, v) = pair.split_once('=').unwrap();
+            assert!(n.starts_with("__Host-"), "{value}");
+            for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+                assert!(
+                    attrs.split("; ").any(|a| a.trim() == attr),
+                    "{attr}: {value}"
+                );
+            }
+            if v.is_empty() {
+                self.0.remove(n);
+            } else {
+                self.0.insert(n.to_owned(), v.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn get(server: &Server, target: &str, jar: &mut Jar) -> Response {
+    let cookie = jar.header();
+    let cookie_line = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    let res = server
+        .send(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{cookie_line}\r\n").as_bytes());
+    jar.take(&res);
+    res
+}
+
+fn post(server: &Server, path: &str, jar: &mut Jar, body: &str) -> Response {
+    let cookie = jar.header();
+    let cookie_line = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    let res = server.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{cookie_line}Content-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    jar.take(&res);
+    res
+}
+
+fn authorize_target(client: &str, redirect: &str, extra: &str) -> String {
+    format!(
+        "/oauth2/authorize?response_type=code&client_id={client}&redirect_uri={}\
+         &scope=openid+orders%3Aread&state=st%2F1&nonce=n-1&code_challenge={CHALLENGE}\
+         &code_challenge_method=S256{extra}",
+        form_encode(redirect)
+    )
+}
+
+/// The CSRF token in a page's form.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect(page) + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+fn login_body(csrf: &str, user: &str, password: &str) -> String {
+    format!(
+        "csrf={}&username={}&password={}",
+        form_encode(csrf),
+        form_encode(user),
+        form_encode(password)
+    )
+}
+
+/// The query parameters of a Location.
+fn query_of(location: &str) -> BTreeMap<String, String> {
+    let query = location.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap();
+            (
+                n.to_owned(),
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn issuer_of(server: &Server, jar: &mut Jar) -> String {
+    let res = get(server, "/.well-known/oauth-authorization-server", jar);
+    assert_eq!(res.status, 200);
+    res.json()["issuer"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_person_signs_in_consents_and_the_client_gets_a_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let issuer = issuer_of(&server, &mut jar);
+
+    let page = get(
+        &server,
+        &authorize_target("web", "https://app.example.com/cb", ""),
+        &mut jar,
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(jar.0.contains_key("__Host-latchkey-login"));
+    let html = page.text();
+    assert!(
+        html.contains("autocomplete=\"username\"") && html.contains("<label for=\"password\">")
+    );
+    let csrf = csrf_of(&html);
+
+    // Wrong password and unknown user: the same page, byte for byte.
+    let wrong = post(
+        &server,
+        "/oauth2/login",
+        &mut jar,
+        &login_body(&csrf, "admin", "nope"),
+    );
+    let unknown = post(
+        &server,
+        "/oauth2/login",
+        &mut jar,
+        &login_body(&csrf, "nobody", "nope"),
+    );
+    assert_eq!(wrong.status, 200);
+    assert!(wrong.text().contains("Wrong username or password."));
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(wrong.body, unknown.body, "no hint whether the user exists");
+
+    // Then the right password: the consent page (web is not first-party).
+    let consent = post(
+        &server,
+        "/oauth2/login",
+        &mut jar,
+        &login_body(&csrf, "admin", "admin"),
+    );
+    assert_eq!(consent.status, 200, "{}", consent.text());
+    assert!(jar.0.contains_key("__Host-latchkey-session"));
+    let html = consent.text();
+    assert!(html.contains("<code>orders:read</code>") && html.contains("value=\"allow\""));
+    let csrf = csrf_of(&html);
+    let back = post(
+        &server,
+        "/oauth2/consent",
+        &mut jar,
+        &format!("csrf={}&decision=allow", form_encode(&csrf)),
+    );
+    assert_eq!(back.status, 302, "{}", back.text());
+    let location = back.header("location").unwrap();
+    assert!(
+        location.starts_with("https://app.example.com/cb?code="),
+        "{location}"
+    );
+    let q = query_of(location);
+    assert_eq!(q["state"], "st/1");
+    assert_eq!(q["iss"], issuer, "RFC 9207");
+    let code = &q["code"];
+    let grant_id = code.split('.').next().unwrap();
+    let grant =
+        std::fs::read_to_string(server.state_dir.join(format!("grants/{grant_id}.json"))).unwrap();
+    assert!(
+        !grant.contains(code.split('.').nth(1).unwrap()),
+        "only a hash is stored"
+    );
+    let grant: serde_json::Value = serde_json::from_str(&grant).unwrap();
+    assert_eq!(grant["clientId"], "web");
+    assert_eq!(grant["scope"], "openid orders:read");
+    assert_eq!(grant["nonce"], "n-1");
+    assert_eq!(grant["organization"], "org1");
+    assert_eq!(grant["codeChallenge"], CHALLENGE);
+    assert!(
+        !jar.0.contains_key("__Host-latchkey-login"),
+        "the login cookie is cleared"
+    );
+
+    // The session spares the password; a first-party client skips consent.
+    let again = get(
+        &server,
+        &authorize_target("portal", "https://portal.example.com/cb", ""),
+        &mut jar,
+    );
+    assert_eq!(again.status, 302, "{}", again.text());
+    let q = query_of(again.header("location").unwrap());
+    assert!(q.contains_key("code") && q["state"] == "st/1");
+
+    // Denying consent goes back with access_denied.
+    let page = get(
+        &server,
+        &authorize_target("web", "http://127.0.0.1:8400/cb", ""),
+        &mut jar,
+    );
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.text());
+    let denied = post(
+        &server,
+        "/oauth2/consent",
+        &mut jar,
+        &format!("csrf={}&decision=deny", form_encode(&csrf)),
+    );
+    let location = denied.header("location").unwrap();
+    assert!(
+        location.starts_with("http://127.0.0.1:8400/cb?error=access_denied"),
+        "{location}"
+    );
+    assert_eq!(query_of(location)["state"], "st/1");
+
+    // An organization the client does not allow: refused, back to the client.
+    let refused = get(
+        &server,
+        &authorize_target("org2-only", "https://org2.example.com/cb", ""),
+        &mut jar,
+    );
+    let location = refused.header("location").unwrap();
+    assert!(location.contains("error=access_denied"), "{location}");
+}
+
+#[test]
+fn open_redirects_and_untrusted_requests_get_a_page_never_a_redirect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    for redirect in [
+        "https://evil.example.com/cb",
+        "https://app.example.com/cb/../../evil",
+        "https://app.example.com/cbx",
+        "https://app.example.com/c",
+        "https://app.example.com/%63b",
+        "https://app.example.com/cb#x",
+        "https://APP.example.com/cb",
+        "https://app.example.com.evil.example/cb",
+        "http://127.0.0.1:8401/cb",
+        "https://portal.example.com/cb",
+    ] {
+        let res = get(&server, &authorize_target("web", redirect, ""), &mut jar);
+        assert_eq!(res.status, 400, "{redirect}");
+        assert_eq!(res.header("location"), None, "{redirect}");
+        assert!(res.text().contains("Sign-in error"), "{redirect}");
+    }
+    for target in [
+        "/oauth2/authorize?response_type=code&client_id=nobody&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
+        "/oauth2/authorize?response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
+        "/oauth2/authorize?response_type=code&client_id=web",
+        "/oauth2/authorize?response_type=code&client_id=web&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&redirect_uri=https%3A%2F%2Fevil.example",
+    ] {
+        let res = get(&server, target, &mut jar);
+        assert_eq!(res.status, 400, "{target}");
+        assert_eq!(res.header("location"), None, "{target}");
+    }
+}
+
+#[test]
+fn pkce_downgrade_and_bad_requests_go_back_with_error_state_and_iss() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let issuer = issuer_of(&server, &mut jar);
+    let base =
+        "/oauth2/authorize?client_id=web&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=s";
+    for (extra, error) in [
+        (
+            "&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=plain",
+            "invalid_request",
+        ),
+        (
+            "&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "invalid_request",
+        ),
+        ("&response_type=token", "unsupported_response_type"),
+        ("", "invalid_request"),
+        ("&response_type=code&scope=payments", "invalid_scope"),
+    ] {
+        let res = get(&server, &format!("{base}{extra}"), &mut jar);
+        assert_eq!(res.status, 302, "{extra}");
+        let q = query_of(res.header("location").unwrap());
+        assert_eq!(q["error"], error, "{extra}");
+        assert_eq!(q["state"], "s");
+        assert_eq!(q["iss"], issuer);
+    }
+}
+
+#[test]
+fn login_and_consent_forms_need_their_cookie_and_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let page = get(
+        &server,
+        &authorize_target("web", "https://app.example.com/cb", ""),
+        &mut jar,
+    );
+    let csrf = csrf_of(&page.text());
+    // Missing token, forged token, no cookie (a cross-site post), and another sign-in's cookie.
+    let missing = post(
+        &server,
+        "/oauth2/login",
+        &mut jar.clone(),
+        "username=admin&password=admin",
+    );
+    assert_eq!(missing.status, 403);
+    let forged = post(
+        &server,
+        "/oauth2/login",
+        &mut jar.clone(),
+        &login_body("AAAA", "admin", "admin"),
+    );
+    assert_eq!(forged.status, 403);
+    let cross_site = post(
+        &server,
+        "/oauth2/login",
+        &mut Jar::default(),
+        &login_body(&csrf, "admin", "admin"),
+    );
+    assert_eq!(cross_site.status, 403);
+    let mut other = Jar::default();
+    get(
+        &server,
+        &authorize_target("web", "https://app.example.com/cb", ""),
+        &mut other,
+    );
+    let swapped = post(
+        &server,
+        "/oauth2/login",
+        &mut other,
+        &login_body(&csrf, "admin", "admin"),
+    );
+    assert_eq!(swapped.status, 403);
+    for res in [&missing, &forged, &cross_site, &swapped] {
+        assert!(
+            !res.headers.iter().any(|(n, _)| n == "set-cookie"),
+            "no session"
+        );
+    }
+    // The login form's token does not post a consent.
+    let consent = post(
+        &server,
+        "/oauth2/consent",
+        &mut jar,
+        &format!("csrf={}&decision=allow", form_encode(&csrf)),
+    );
+    assert_eq!(consent.status, 403);
+    // GET on the form endpoints is not a login.
+    assert_eq!(get(&server, "/oauth2/login", &mut jar).status, 405);
+}
+
+#[test]
+fn guessing_passwords_is_throttled_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let page = get(
+        &server,
+        &authorize_target("portal", "https://portal.example.com/cb", ""),
+        &mut jar,
+    );
+    let csrf = csrf_of(&page.text());
+    let started = Instant::now();
+    let (mut answered, mut throttled) = (0u32, 0u32);
+    let mut retry_after = None;
+    for i in 0..12 {
+        let res = post(
+            &server,
+            "/oauth2/login",
+            &mut jar,
+            &login_body(&csrf, "admin", &format!("guess-{i}")),
+        );
+        match res.status {
+            200 => {
+                answered += 1;
+                assert!(res.text().contains("Wrong username or password."));
+            }
+            429 => {
+                throttled += 1;
+                retry_after = res.header("retry-after").map(str::to_owned);
+                assert!(
+                    !res.text().contains("Wrong username"),
+                    "no verdict when throttled"
+                );
+            }
+            s => panic!("status {s}: {}", res.text()),
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "login guesses from one source: {answered} answered, {throttled} throttled (429, \
+         Retry-After {retry_after:?}) in {:.2} s; the throttle then allows one guess per 5 s \
+         (0.2/s) per source",
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(answered, 5, "the burst, then 429");
+    assert_eq!(throttled, 7);
+    // Even the right password is refused while the source is throttled: the answer tells a
+    // guesser nothing.
+    let res = post(
+        &server,
+        "/oauth2/login",
+        &mut jar,
+        &login_body(&csrf, "admin", "admin"),
+    );
+    assert_eq!(res.status, 429);
+}
