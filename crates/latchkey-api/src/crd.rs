@@ -199,7 +199,8 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p["grantTypes"]["items"]["enum"],
-            json!(["client_credentials"])
+            // Issue 12 adds the grants for people.
+            json!(["client_credentials", "authorization_code", "refresh_token"])
         );
     }
 

@@ -167,6 +167,11 @@ pub struct SecretKeyRef {
 pub enum GrantTypeName {
     #[serde(rename = "client_credentials")]
     ClientCredentials,
+    // Issue 12: people sign in (the client needs redirectUris).
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
 }
 
 /// What the operator observed and did.
@@ -264,6 +269,8 @@ impl From<GrantTypeName> for latchkey_core::GrantType {
     fn from(g: GrantTypeName) -> Self {
         match g {
             GrantTypeName::ClientCredentials => latchkey_core::GrantType::ClientCredentials,
+            GrantTypeName::AuthorizationCode => latchkey_core::GrantType::AuthorizationCode,
+            GrantTypeName::RefreshToken => latchkey_core::GrantType::RefreshToken,
         }
     }
 }

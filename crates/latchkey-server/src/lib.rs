@@ -31,6 +31,7 @@ pub mod revoke;
 pub mod authorize_request;
 pub mod sign_in;
 pub mod sign_in_pages;
+pub mod token_grants;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

@@ -18,6 +18,7 @@ metadata: { name: web }
 spec:
   clientId: web
   secretRef: { name: web }
+  grantTypes: [authorization_code, refresh_token]
   scopes: ["orders:*"]
   redirectUris: ["https://app.example.com/cb", "http://127.0.0.1:8400/cb"]
 ---
@@ -27,6 +28,7 @@ metadata: { name: portal }
 spec:
   clientId: portal
   secretRef: { name: web }
+  grantTypes: [authorization_code]
   scopes: ["orders:*"]
   redirectUris: ["https://portal.example.com/cb"]
   firstParty: true
@@ -48,7 +50,9 @@ metadata: { name: web }
 stringData: { clientSecret: web-secret }
 "#;
 
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const CHALLENGE: &str = "AMwbT3_yA2xKyK2Hk8o5k_Ewrql6KhaJKgl73etBL-w";
+/// The verifier of [`CHALLENGE`].
+const VERIFIER: &str = "latchkey-test-verifier-0123456789-abcdefghijkl";
 
 fn start(dir: &Path) -> Server {
     let clients = dir.join("clients.yaml");
@@ -490,4 +494,184 @@ fn guessing_passwords_is_throttled_per_source() {
         &login_body(&csrf, "admin", "admin"),
     );
     assert_eq!(res.status, 429);
+}
+
+/// Sign admin in to `web` (consent included) and return the code.
+fn code_for_web(server: &Server, jar: &mut Jar, extra: &str) -> String {
+    let page = get(
+        server,
+        &authorize_target("web", "https://app.example.com/cb", extra),
+        jar,
+    );
+    let html = page.text();
+    let html = if html.contains("name=\"password\"") {
+        let csrf = csrf_of(&html);
+        post(
+            server,
+            "/oauth2/login",
+            jar,
+            &login_body(&csrf, "admin", "admin"),
+        )
+        .text()
+    } else {
+        html
+    };
+    let csrf = csrf_of(&html);
+    let back = post(
+        server,
+        "/oauth2/consent",
+        jar,
+        &format!("csrf={}&decision=allow", form_encode(&csrf)),
+    );
+    assert_eq!(back.status, 302, "{}", back.text());
+    query_of(back.header("location").unwrap())["code"].clone()
+}
+
+fn exchange(server: &Server, client: &str, body: &str) -> Response {
+    server.token(
+        &[("Authorization", &basic(client, "web-secret")), FORM],
+        body,
+    )
+}
+
+fn code_body(code: &str, verifier: &str) -> String {
+    format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
+        form_encode(code),
+        form_encode("https://app.example.com/cb")
+    )
+}
+
+#[test]
+fn the_code_becomes_tokens_once_and_refresh_tokens_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let issuer = issuer_of(&server, &mut jar);
+    let jwks = get(&server, "/oauth2/jwks", &mut jar).json();
+
+    // Another client's code, a missing or wrong verifier: refused (and a refused code stays
+    // usable only for a request that is right in every way).
+    let code = code_for_web(&server, &mut jar, "");
+    let other = exchange(&server, "portal", &code_body(&code, VERIFIER));
+    assert_eq!(other.status, 400);
+    assert_eq!(other.json()["error"], "invalid_grant");
+    let code = code_for_web(&server, &mut jar, "");
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}",
+            form_encode(&code),
+            form_encode("https://app.example.com/cb")
+        ),
+    );
+    assert_eq!(
+        res.json()["error"],
+        "invalid_grant",
+        "PKCE verifier missing"
+    );
+    let code = code_for_web(&server, &mut jar, "");
+    let wrong = "x".repeat(43);
+    let res = exchange(&server, "web", &code_body(&code, &wrong));
+    assert_eq!(res.json()["error"], "invalid_grant", "wrong verifier");
+
+    // The real exchange.
+    let code = code_for_web(&server, &mut jar, "");
+    let res = exchange(&server, "web", &code_body(&code, VERIFIER));
+    assert_eq!(
+        res.status,
+        200,
+        "{}\n{}",
+        res.text(),
+        server
+            .logs()
+            .iter()
+            .filter(|l| l.contains("refused"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let body = res.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "openid orders:read");
+    let access = verify_with_jwks(body["access_token"].as_str().unwrap(), &jwks);
+    let admin_id = access["sub"].as_str().unwrap().to_owned();
+    assert_ne!(
+        admin_id, "admin",
+        "sub is the stable id, not the login name"
+    );
+    assert_eq!(access["clientId"], "web");
+    assert_eq!(access["organization"], "org1");
+    assert_eq!(access["iss"], issuer.as_str());
+    let id_token = body["id_token"].as_str().unwrap();
+    let id = verify_with_jwks(id_token, &jwks);
+    assert_eq!(id["aud"], "web");
+    assert_eq!(id["azp"], "web");
+    assert_eq!(id["nonce"], "n-1");
+    assert_eq!(id["sub"], admin_id.as_str());
+    assert!(id["auth_time"].as_u64().unwrap() <= id["iat"].as_u64().unwrap());
+    assert!(id["at_hash"].is_string());
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The same code again: refused, and the grant it made is revoked with it.
+    let again = exchange(&server, "web", &code_body(&code, VERIFIER));
+    assert_eq!(again.json()["error"], "invalid_grant");
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&refresh)
+        ),
+    );
+    assert_eq!(
+        res.json()["error"],
+        "invalid_grant",
+        "replay revoked the grant"
+    );
+
+    // A fresh sign-in: refresh rotates; the rotated token presented again revokes the family.
+    let code = code_for_web(&server, &mut jar, "");
+    let first = exchange(&server, "web", &code_body(&code, VERIFIER)).json();
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&r1)
+        ),
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    let r2 = res.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2);
+    verify_with_jwks(res.json()["access_token"].as_str().unwrap(), &jwks);
+    let reuse = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&r1)
+        ),
+    );
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    let after = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&r2)
+        ),
+    );
+    assert_eq!(
+        after.json()["error"],
+        "invalid_grant",
+        "the whole family is revoked"
+    );
+
+    // portal may not refresh: its response has no refresh token. A client_credentials request
+    // from web is refused (it is not one of its grants).
+    let res = exchange(&server, "web", "grant_type=client_credentials");
+    assert_eq!(res.json()["error"], "unauthorized_client");
 }
