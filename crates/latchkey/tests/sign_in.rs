@@ -498,6 +498,11 @@ fn guessing_passwords_is_throttled_per_source() {
 
 /// Sign admin in to `web` (consent included) and return the code.
 fn code_for_web(server: &Server, jar: &mut Jar, extra: &str) -> String {
+    code_for(server, jar, extra, "admin", "admin")
+}
+
+/// Sign `user` in to `web` (consent included) and return the code.
+fn code_for(server: &Server, jar: &mut Jar, extra: &str, user: &str, password: &str) -> String {
     let page = get(
         server,
         &authorize_target("web", "https://app.example.com/cb", extra),
@@ -510,12 +515,13 @@ fn code_for_web(server: &Server, jar: &mut Jar, extra: &str) -> String {
             server,
             "/oauth2/login",
             jar,
-            &login_body(&csrf, "admin", "admin"),
+            &login_body(&csrf, user, password),
         )
         .text()
     } else {
         html
     };
+    assert!(html.contains("value=\"allow\""), "no consent page: {html}");
     let csrf = csrf_of(&html);
     let back = post(
         server,
@@ -674,4 +680,104 @@ fn the_code_becomes_tokens_once_and_refresh_tokens_rotate() {
     // from web is refused (it is not one of its grants).
     let res = exchange(&server, "web", "grant_type=client_credentials");
     assert_eq!(res.json()["error"], "unauthorized_client");
+}
+
+fn users_file(disabled: bool, hash: &str) -> String {
+    format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: User\nmetadata: {{ name: alice, namespace: people }}\n\
+         spec:\n  username: alice\n  organizations: [org1]\n  groups: [devs]\n  disabled: {disabled}\n\
+         \x20 passwordRef: {{ name: alice-password }}\n---\napiVersion: v1\nkind: Secret\n\
+         metadata: {{ name: alice-password, namespace: people }}\nstringData:\n  passwordHash: '{hash}'\n"
+    )
+}
+
+#[test]
+fn a_disabled_user_gets_no_more_refreshes_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"alice-pw").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let users = dir.path().join("users.yaml");
+    std::fs::write(&users, users_file(false, &hash)).unwrap();
+    let clients = dir.path().join("clients.yaml");
+    std::fs::write(&clients, CLIENTS).unwrap();
+    let server = Server::start(
+        &dir.path().join("state"),
+        &[
+            "--clients",
+            clients.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--reload-interval",
+            "200ms",
+        ],
+    );
+    let mut jar = Jar::default();
+    let code = code_for(&server, &mut jar, "", "alice", "alice-pw");
+    let body = exchange(&server, "web", &code_body(&code, VERIFIER)).json();
+    let (_, access) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(access["groups"], serde_json::json!(["devs"]));
+    let mut refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&refresh)
+        ),
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    refresh = res.json()["refresh_token"].as_str().unwrap().to_owned();
+
+    std::fs::write(&users, users_file(true, &hash)).unwrap();
+    let disabled_at = Instant::now();
+    // Refresh with the current (rotated) token until one is refused: the first refusal marks
+    // when the directory dropped the user.
+    let mut refused = false;
+    while disabled_at.elapsed() < std::time::Duration::from_secs(5) {
+        let res = exchange(
+            &server,
+            "web",
+            &format!(
+                "grant_type=refresh_token&refresh_token={}",
+                form_encode(&refresh)
+            ),
+        );
+        if res.status == 400 {
+            assert_eq!(res.json()["error"], "invalid_grant");
+            refused = true;
+            break;
+        }
+        refresh = res.json()["refresh_token"].as_str().unwrap().to_owned();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        refused,
+        "a disabled user's refresh was still honoured after 5 s"
+    );
+    println!(
+        "refresh refused {:.2} s after the user was disabled in the file (reload every 200 ms)",
+        disabled_at.elapsed().as_secs_f64()
+    );
+    // And the sign-in is revoked: even if re-enabled, that refresh token is dead.
+    std::fs::write(&users, users_file(false, &hash)).unwrap();
+    assert!(server.wait_for_log("users reloaded", std::time::Duration::from_secs(5)));
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&refresh)
+        ),
+    );
+    assert_eq!(res.json()["error"], "invalid_grant");
 }
