@@ -151,6 +151,12 @@ impl App {
                 _ => response::method_not_allowed("POST"),
             };
         }
+        if path == crate::routes::USERINFO_PATH {
+            return match *req.method() {
+                Method::GET | Method::POST => crate::userinfo::handle(self, req.headers()),
+                _ => response::method_not_allowed("GET, POST"),
+            };
+        }
         if path == crate::routes::CONSENT_PATH {
             return match *req.method() {
                 Method::POST => crate::sign_in::consent(self, req).await,

@@ -32,6 +32,7 @@ pub mod authorize_request;
 pub mod sign_in;
 pub mod sign_in_pages;
 pub mod token_grants;
+pub mod userinfo;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

@@ -23,6 +23,8 @@ pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
 pub const LOGIN_PATH: &str = "/oauth2/login";
 /// Where the consent form posts.
 pub const CONSENT_PATH: &str = "/oauth2/consent";
+/// OpenID Connect's UserInfo endpoint.
+pub const USERINFO_PATH: &str = "/oauth2/userinfo";
 
 /// The path part of an issuer identifier (`https://host/token` → `/token`), without a
 /// trailing '/'; empty for an issuer at the host's root.

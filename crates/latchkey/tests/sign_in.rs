@@ -620,6 +620,35 @@ fn the_code_becomes_tokens_once_and_refresh_tokens_rotate() {
     assert!(id["at_hash"].is_string());
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
 
+    // UserInfo with the access token as a Bearer token.
+    let access_token = body["access_token"].as_str().unwrap();
+    let userinfo = |auth: Option<&str>| {
+        let line = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        server.send(
+            format!("GET /oauth2/userinfo HTTP/1.1\r\nHost: localhost\r\n{line}\r\n").as_bytes(),
+        )
+    };
+    let info = userinfo(Some(&format!("Bearer {access_token}")));
+    assert_eq!(info.status, 200, "{}", info.text());
+    let info = info.json();
+    assert_eq!(info["sub"], admin_id.as_str());
+    assert_eq!(info["preferred_username"], "admin");
+    assert_eq!(info["organization"], "org1");
+    let none = userinfo(None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let bad = userinfo(Some("Bearer not-a-token"));
+    assert_eq!(bad.status, 401);
+    assert_eq!(
+        bad.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let id_as_access = userinfo(Some(&format!("Bearer {id_token}")));
+    assert_eq!(
+        id_as_access.status, 401,
+        "an id_token is not an access token"
+    );
+
     // The same code again: refused, and the grant it made is revoked with it.
     let again = exchange(&server, "web", &code_body(&code, VERIFIER));
     assert_eq!(again.json()["error"], "invalid_grant");
