@@ -82,7 +82,11 @@ const TOKEN_ALLOW: &str = "POST, OPTIONS";
 
 impl App {
     pub fn new(issuer: Arc<Issuer>, metrics: Arc<Metrics>, config: AppConfig) -> App {
-        let metadata_paths = metadata_paths(&issuer.settings().issuer);
+        let mut metadata_paths = metadata_paths(&issuer.settings().issuer);
+        // Issue 12: the same document is the OpenID configuration.
+        metadata_paths.extend(crate::routes::openid_configuration_paths(
+            &issuer.settings().issuer,
+        ));
         App {
             issuer,
             metrics,
@@ -681,11 +685,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metadata_is_served_where_rfc_8414_puts_it_and_openid_is_not() {
+    async fn metadata_is_served_where_rfc_8414_and_openid_discovery_put_it() {
         let app = app(true);
         for path in [
             "/.well-known/oauth-authorization-server/token",
             "/.well-known/oauth-authorization-server",
+            // Issue 12: OpenID Connect Discovery, after the issuer's path and at the root.
+            "/token/.well-known/openid-configuration",
+            "/.well-known/openid-configuration",
         ] {
             let (status, headers, body) = answer(
                 &app,
@@ -706,12 +713,44 @@ mod tests {
             assert_eq!(header("cache-control"), Some("private, max-age=300"));
             assert_eq!(header("access-control-allow-origin"), Some("*"));
         }
-        for path in [
-            "/.well-known/openid-configuration",
-            "/token/.well-known/openid-configuration",
-        ] {
-            assert_eq!(answer(&app, request("GET", path, &[], b"")).await.0, 404);
-        }
+        let (_, _, body) = answer(
+            &app,
+            request(
+                "GET",
+                "/.well-known/openid-configuration",
+                &[("host", "idp.local:9095")],
+                b"",
+            ),
+        )
+        .await;
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            doc["authorization_endpoint"],
+            "https://idp.local:9095/oauth2/authorize"
+        );
+        assert_eq!(
+            doc["userinfo_endpoint"],
+            "https://idp.local:9095/oauth2/userinfo"
+        );
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["subject_types_supported"],
+            serde_json::json!(["public"])
+        );
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert!(doc["id_token_signing_alg_values_supported"][0].is_string());
+        assert_eq!(
+            answer(
+                &app,
+                request("GET", "/token/.well-known/openid-configurationx", &[], b"")
+            )
+            .await
+            .0,
+            404
+        );
     }
 
     #[tokio::test]
