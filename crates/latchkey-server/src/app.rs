@@ -155,6 +155,12 @@ impl App {
                 _ => response::method_not_allowed("POST"),
             };
         }
+        if path == crate::routes::LOGOUT_PATH {
+            return match *req.method() {
+                Method::GET => crate::sign_in::logout(self, &req),
+                _ => response::method_not_allowed("GET"),
+            };
+        }
         if path == crate::routes::USERINFO_PATH {
             return match *req.method() {
                 Method::GET | Method::POST => crate::userinfo::handle(self, req.headers()),

@@ -119,6 +119,7 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         // registered for RFC 8414 metadata, so one document serves both).
         "authorization_endpoint": format!("{base}{}", crate::routes::AUTHORIZE_PATH),
         "userinfo_endpoint": format!("{base}{}", crate::routes::USERINFO_PATH),
+        "end_session_endpoint": format!("{base}{}", crate::routes::LOGOUT_PATH),
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,

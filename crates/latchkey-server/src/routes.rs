@@ -25,6 +25,8 @@ pub const LOGIN_PATH: &str = "/oauth2/login";
 pub const CONSENT_PATH: &str = "/oauth2/consent";
 /// OpenID Connect's UserInfo endpoint.
 pub const USERINFO_PATH: &str = "/oauth2/userinfo";
+/// RP-initiated logout (OpenID Connect's end-session endpoint).
+pub const LOGOUT_PATH: &str = "/oauth2/logout";
 /// OpenID Connect Discovery's well-known suffix.
 pub const OPENID_WELL_KNOWN: &str = "/.well-known/openid-configuration";
 

@@ -628,6 +628,59 @@ where
     issue_code(app, sign_in, &request, user, auth_time, organization, now).await
 }
 
+/// `GET /oauth2/logout` (OpenID Connect RP-Initiated Logout 1.0): the session cookie is
+/// cleared, then the browser goes to `post_logout_redirect_uri` (with `state`) when the
+/// `client_id` named has registered it exactly, else a page says the person is signed out.
+/// Sessions live only in the sealed cookie, so clearing it ends the session in this browser;
+/// tokens already issued run out as usual (refresh tokens are revoked by the grant rules).
+pub fn logout<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("");
+    let Ok([client_id, post_logout, state]) = endpoint_form::params(
+        query.as_bytes(),
+        ["client_id", "post_logout_redirect_uri", "state"],
+    ) else {
+        return page(StatusCode::BAD_REQUEST, "The logout request is malformed.");
+    };
+    let mut res = match (client_id, post_logout) {
+        (Some(id), Some(uri)) => {
+            let registry = app.issuer.registry();
+            match registry.get(&id) {
+                Some(client) if client.has_post_logout_redirect_uri(&uri) => {
+                    let mut to = uri.clone();
+                    if let Some(state) =
+                        state.filter(|s| s.len() <= authorize_request::MAX_STATE_LEN)
+                    {
+                        to.push(if uri.contains('?') { '&' } else { '?' });
+                        to.push_str("state=");
+                        to.push_str(
+                            &percent_encoding::utf8_percent_encode(
+                                &state,
+                                percent_encoding::NON_ALPHANUMERIC,
+                            )
+                            .to_string(),
+                        );
+                    }
+                    redirect(&to)
+                }
+                _ => page(
+                    StatusCode::BAD_REQUEST,
+                    "You are signed out. The address to return to is not registered for this \
+                     client, so Latchkey will not send you there.",
+                ),
+            }
+        }
+        (None, Some(_)) => page(
+            StatusCode::BAD_REQUEST,
+            "You are signed out. The request names no client (client_id), so Latchkey cannot \
+             check the address to return to.",
+        ),
+        _ => pages::html(StatusCode::OK, pages::signed_out()),
+    };
+    set_cookie(&mut res, SESSION_COOKIE, "", 0);
+    set_cookie(&mut res, LOGIN_COOKIE, "", 0);
+    res
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

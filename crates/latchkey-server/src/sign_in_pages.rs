@@ -107,6 +107,14 @@ pub fn error(message: &str) -> String {
     )
 }
 
+/// After logout without a registered address to return to.
+pub fn signed_out() -> String {
+    document(
+        "Signed out",
+        "<h1>Signed out</h1><p>You are signed out of Latchkey in this browser.</p>",
+    )
+}
+
 /// An HTML response with the pages' headers.
 pub fn html(status: StatusCode, page: String) -> Response<Body> {
     let mut res = Response::new(Body::new(Bytes::from(page)));

@@ -21,6 +21,7 @@ spec:
   grantTypes: [authorization_code, refresh_token]
   scopes: ["orders:*"]
   redirectUris: ["https://app.example.com/cb", "http://127.0.0.1:8400/cb"]
+  postLogoutRedirectUris: ["https://app.example.com/bye"]
 ---
 apiVersion: latchkey.dev/v1alpha1
 kind: OAuthClient
@@ -279,6 +280,37 @@ fn a_person_signs_in_consents_and_the_client_gets_a_code() {
     assert_eq!(again.status, 302, "{}", again.text());
     let q = query_of(again.header("location").unwrap());
     assert!(q.contains_key("code") && q["state"] == "st/1");
+
+    // Logout: an unregistered address is not followed; a registered one is, with state; the
+    // session cookie is cleared either way, so the next authorization asks for the password.
+    let mut kept = jar.clone();
+    let bad = get(
+        &server,
+        "/oauth2/logout?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+        &mut kept,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.header("location"), None);
+    assert!(!kept.0.contains_key("__Host-latchkey-session"));
+    let mut out = jar.clone();
+    let bye = get(
+        &server,
+        "/oauth2/logout?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fbye&state=z",
+        &mut out,
+    );
+    assert_eq!(bye.status, 302);
+    assert_eq!(
+        bye.header("location"),
+        Some("https://app.example.com/bye?state=z")
+    );
+    assert!(!out.0.contains_key("__Host-latchkey-session"));
+    let page = get(
+        &server,
+        &authorize_target("portal", "https://portal.example.com/cb", ""),
+        &mut out,
+    );
+    assert_eq!(page.status, 200, "signed out: the login page again");
+    assert!(page.text().contains("name=\"password\""));
 
     // Denying consent goes back with access_denied.
     let page = get(

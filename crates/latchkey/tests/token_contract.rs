@@ -303,6 +303,7 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
             // RFC 9207.
             "authorization_endpoint",
             "userinfo_endpoint",
+            "end_session_endpoint",
             "response_modes_supported",
             "code_challenge_methods_supported",
             "authorization_response_iss_parameter_supported",
