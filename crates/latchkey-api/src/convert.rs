@@ -8,7 +8,11 @@ use latchkey_core::{
     scope::{DEFAULT_SCOPE, is_scope_token},
 };
 
-use crate::{ApiError, OAuthClientSpec, duration, rules::*};
+use crate::{
+    ApiError, OAuthClientSpec, duration,
+    rules::*,
+    user_rules::{MAX_NAME_LEN, MAX_ORGANIZATIONS, is_name},
+};
 
 /// Check a spec against the rules the CRD states (for documents that never met an API
 /// server, such as standalone files), naming the field at fault. Accepts exactly what the
@@ -119,6 +123,38 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
             ));
         }
     }
+    // Issue 12: browser clients.
+    for (field, uris) in [
+        ("spec.redirectUris", &spec.redirect_uris),
+        (
+            "spec.postLogoutRedirectUris",
+            &spec.post_logout_redirect_uris,
+        ),
+    ] {
+        if uris.len() > MAX_REDIRECT_URIS {
+            return bad(format!(
+                "{field}: at most {MAX_REDIRECT_URIS} entries are allowed"
+            ));
+        }
+        if let Some((i, u)) = uris.iter().enumerate().find(|(_, u)| !is_redirect_uri(u)) {
+            return bad(format!(
+                "{field}[{i}]: {u:?} {REDIRECT_URI_MESSAGE} (at most {MAX_REDIRECT_URI_LEN} \
+                 characters)"
+            ));
+        }
+    }
+    let organizations = &spec.allowed_organizations;
+    if organizations.len() > MAX_ORGANIZATIONS {
+        return bad(format!(
+            "spec.allowedOrganizations: at most {MAX_ORGANIZATIONS} entries are allowed"
+        ));
+    }
+    if let Some(i) = organizations.iter().position(|o| !is_name(o, MAX_NAME_LEN)) {
+        return bad(format!(
+            "spec.allowedOrganizations[{i}]: must be 1 to {MAX_NAME_LEN} characters without \
+             spaces or control characters"
+        ));
+    }
     Ok(())
 }
 
@@ -190,6 +226,11 @@ pub fn client_spec(
         previous_secret: None,
         may_introspect: spec.introspection,
         tokens_not_before: None,
+        // Issue 12: browser clients.
+        redirect_uris: spec.redirect_uris.clone(),
+        post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
+        first_party: spec.first_party,
+        allowed_organizations: spec.allowed_organizations.clone(),
     })
 }
 
@@ -244,6 +285,39 @@ disabled: false
         );
         assert_eq!(spec.default_scopes, vec!["default".to_string()]);
         assert!(!spec.disabled);
+    }
+
+    // Issue 12: browser clients.
+    #[test]
+    fn browser_client_fields_reach_the_record() {
+        let spec = parse(
+            r#"
+redirectUris: ["https://app.example.com/cb", "http://127.0.0.1:8400/cb"]
+postLogoutRedirectUris: ["https://app.example.com/"]
+firstParty: true
+allowedOrganizations: [org1]
+"#,
+        );
+        validate(&spec).unwrap();
+        let secret = SecretDigest::of_secret(b"s").unwrap();
+        let c = client_spec(&spec, "web", secret, "apps/web".into()).unwrap();
+        let record = ClientRecord::new(c).unwrap();
+        assert!(record.has_redirect_uri("http://127.0.0.1:8400/cb"));
+        assert!(!record.has_redirect_uri("https://app.example.com/"));
+        assert!(record.has_post_logout_redirect_uri("https://app.example.com/"));
+        assert!(record.is_first_party());
+        assert!(record.allows_organization("org1") && !record.allows_organization("org2"));
+        let plain = ClientRecord::new(
+            client_spec(&parse("{}"), "m2m", SecretDigest::of(b"s"), "m".into()).unwrap(),
+        )
+        .unwrap();
+        assert!(!plain.is_first_party() && plain.sole_redirect_uri().is_none());
+        // Omitted fields stay out of what is written back.
+        let yaml = serde_norway::to_string(&parse("{}")).unwrap();
+        assert!(
+            !yaml.contains("redirectUris") && !yaml.contains("firstParty"),
+            "{yaml}"
+        );
     }
 
     #[test]

@@ -199,7 +199,8 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p["grantTypes"]["items"]["enum"],
-            json!(["client_credentials"])
+            // Issue 12 adds the grants for people.
+            json!(["client_credentials", "authorization_code", "refresh_token"])
         );
     }
 
@@ -373,6 +374,53 @@ pub(crate) mod tests {
         let many = vec!["a"; MAX_AUDIENCES + 1].join(", ");
         rejected(&format!("audience: [{many}]"), "spec.audience");
         accepted("audience: [orders-api, 'https://api.example.com']");
+    }
+
+    // Issue 12: browser clients.
+    #[test]
+    fn browser_client_rules() {
+        for field in ["redirectUris", "postLogoutRedirectUris"] {
+            let p = &spec_schema()["properties"][field];
+            assert_eq!(p["maxItems"], json!(MAX_REDIRECT_URIS), "{field}");
+            assert_eq!(
+                p["items"]["maxLength"],
+                json!(MAX_REDIRECT_URI_LEN),
+                "{field}"
+            );
+            assert_eq!(
+                p["items"]["pattern"],
+                json!(REDIRECT_URI_PATTERN),
+                "{field}"
+            );
+            let yaml = |uri: &str| format!("{field}: ['https://a.example/cb', '{uri}']");
+            for bad in [
+                "https://a.example/cb#x",
+                "http://a.example/cb",
+                "http://localhost:8080/cb",
+                "https://u@a.example/cb",
+                "https://a.example/%zz cb",
+            ] {
+                rejected(&yaml(bad), &format!("spec.{field}[1]"));
+            }
+            accepted(&yaml("http://127.0.0.1:8080/cb"));
+            let many = vec!["'https://a.example/'"; MAX_REDIRECT_URIS + 1].join(", ");
+            rejected(&format!("{field}: [{many}]"), &format!("spec.{field}"));
+        }
+        let p = &spec_schema()["properties"]["allowedOrganizations"];
+        assert_eq!(
+            p["items"]["pattern"],
+            json!(crate::user_rules::NAME_PATTERN)
+        );
+        assert_eq!(p["maxItems"], json!(crate::user_rules::MAX_ORGANIZATIONS));
+        rejected(
+            "allowedOrganizations: [org1, 'a b']",
+            "spec.allowedOrganizations[1]",
+        );
+        accepted("allowedOrganizations: [org1, carbon.super]\nfirstParty: true");
+        assert_eq!(
+            spec_schema()["properties"]["firstParty"]["type"],
+            json!("boolean")
+        );
     }
 
     /// Keywords a CRD schema may not use anywhere.

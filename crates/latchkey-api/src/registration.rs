@@ -433,6 +433,8 @@ impl ClientMetadata {
             .iter()
             .map(|g| match g {
                 GrantTypeName::ClientCredentials => "client_credentials".into(),
+                GrantTypeName::AuthorizationCode => "authorization_code".into(),
+                GrantTypeName::RefreshToken => "refresh_token".into(),
             })
             .collect();
         out.insert("grant_types".into(), grants.into());

@@ -112,6 +112,68 @@ pub const PREVIOUS_SECRET_KEY_DISTINCT_MESSAGE: &str = "previousSecret.key must 
 /// Where the API server reports a [`PREVIOUS_SECRET_KEY_DISTINCT`] failure.
 pub const PREVIOUS_SECRET_KEY_FIELD: &str = ".previousSecret.key";
 
+// Issue 12: browser clients.
+/// A redirect URI (also a post-logout one): `https` with a host name or IP literal, or plain
+/// `http` only to a loopback IP literal (RFC 8252 §7.3; not "localhost", which DNS may send
+/// elsewhere). No user info, no fragment (RFC 6749 §3.1.2), and path and query made only of
+/// RFC 3986 characters, so the one string the client registers is the one it is compared
+/// with. A query needs a path ("https://a.example/?x").
+pub const REDIRECT_URI_PATTERN: &str = r"^(https://[-.A-Za-z0-9]+|https://\[[0-9A-Fa-f:.]+\]|http://127\.0\.0\.1|http://\[::1\])(:[0-9]{1,5})?(/[!$-;=?-Z_a-z~]*)?$";
+/// Longest redirect URI, in characters.
+pub const MAX_REDIRECT_URI_LEN: usize = 2048;
+/// Most redirect URIs (and most post-logout redirect URIs).
+pub const MAX_REDIRECT_URIS: usize = 32;
+pub const REDIRECT_URI_MESSAGE: &str = "must be an https URI, or http to 127.0.0.1 or [::1], \
+     without user info or fragment, whose path and query use only RFC 3986 characters";
+
+/// Whether `uri` matches [`REDIRECT_URI_PATTERN`] and its length bound.
+pub fn is_redirect_uri(uri: &str) -> bool {
+    if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN {
+        return false;
+    }
+    let (rest, https) = if let Some(r) = uri.strip_prefix("https://") {
+        (r, true)
+    } else if let Some(r) = uri.strip_prefix("http://") {
+        (r, false)
+    } else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path_ok = path
+        .bytes()
+        .all(|b| matches!(b, b'!' | b'$'..=b';' | b'=' | b'?'..=b'Z' | b'_' | b'a'..=b'z' | b'~'));
+    let (host, port) = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => authority.split_at(end + 1),
+            None => return false,
+        }
+    } else {
+        authority.split_at(authority.find(':').unwrap_or(authority.len()))
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = if https {
+        let name = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+            });
+        name || literal
+    } else {
+        host == "127.0.0.1" || host == "[::1]"
+    };
+    path_ok && port_ok && host_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +238,50 @@ mod tests {
         for bad in ["", "a b", "a/b", "a:b", long.as_str()] {
             assert!(!is_secret_key(bad), "{bad:?}");
         }
+    }
+
+    // Issue 12: browser clients.
+    #[test]
+    fn redirect_uris_agree_with_the_pattern() {
+        let pattern = regex::Regex::new(REDIRECT_URI_PATTERN).unwrap();
+        let long = format!("https://a.example/{}", "a".repeat(MAX_REDIRECT_URI_LEN));
+        let cases: [(&str, bool); 31] = [
+            ("https://app.example.com/callback", true),
+            ("https://app.example.com", true),
+            ("https://app.example.com:8443/cb?x=1&y=%20", true),
+            ("https://[2001:db8::1]/cb", true),
+            ("https://[2001:db8::1]:443/cb", true),
+            ("http://127.0.0.1/cb", true),
+            ("http://127.0.0.1:53117/cb", true),
+            ("http://[::1]:8080/", true),
+            ("https://a.example/?x", true),
+            ("https://a.example/p/'()*+,;=:@!$~_.-", true),
+            ("http://localhost/cb", false),
+            ("http://app.example.com/cb", false),
+            ("http://127.0.0.2/cb", false),
+            ("http://127.0.0.1.evil.example/cb", false),
+            ("https://app.example.com/cb#frag", false),
+            ("https://app.example.com/cb#", false),
+            ("https://user@app.example.com/cb", false),
+            ("https://app.example.com?x=1", false),
+            ("https://app.example.com/a b", false),
+            ("https://app.example.com/a\\b", false),
+            ("https://app.example.com/<script>", false),
+            ("https://app.example.com/é", false),
+            ("https://app.example.com:/cb", false),
+            ("https://app.example.com:123456/cb", false),
+            ("https://[2001:db8::1/cb", false),
+            ("https://[]/cb", false),
+            ("https:///cb", false),
+            ("HTTPS://app.example.com/cb", false),
+            ("javascript:alert(1)", false),
+            ("com.example.app:/cb", false),
+            ("", false),
+        ];
+        for (uri, ok) in cases {
+            assert_eq!(is_redirect_uri(uri), ok, "{uri:?}");
+            assert_eq!(pattern.is_match(uri), ok, "pattern: {uri:?}");
+        }
+        assert!(pattern.is_match(&long) && !is_redirect_uri(&long));
     }
 }

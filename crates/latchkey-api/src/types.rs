@@ -134,6 +134,37 @@ pub struct OAuthClientSpec {
     /// at the token endpoint.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub introspection: bool,
+    // Issue 12: browser clients.
+    /// Where the authorization endpoint may send a signed-in user back, compared character
+    /// for character: https, or http to 127.0.0.1 or [::1]; no user info, no fragment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = MAX_REDIRECT_URIS),
+        inner(length(min = 1, max = MAX_REDIRECT_URI_LEN), regex(pattern = REDIRECT_URI_PATTERN))
+    )]
+    pub redirect_uris: Vec<String>,
+    /// Where logout may send the user back, compared character for character; the same
+    /// rules as redirectUris.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = MAX_REDIRECT_URIS),
+        inner(length(min = 1, max = MAX_REDIRECT_URI_LEN), regex(pattern = REDIRECT_URI_PATTERN))
+    )]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party client signs users in without showing them a consent page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_party: bool,
+    /// Organizations whose users may sign in to this client. Omitted: users of any
+    /// organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = crate::user_rules::MAX_ORGANIZATIONS),
+        inner(
+            length(min = 1, max = crate::user_rules::MAX_NAME_LEN),
+            regex(pattern = crate::user_rules::NAME_PATTERN)
+        )
+    )]
+    pub allowed_organizations: Vec<String>,
 }
 
 // Issue 13: secret rotation with a grace period.
@@ -172,6 +203,11 @@ pub struct SecretKeyRef {
 pub enum GrantTypeName {
     #[serde(rename = "client_credentials")]
     ClientCredentials,
+    // Issue 12: people sign in (the client needs redirectUris).
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
 }
 
 /// What the operator observed and did.
@@ -269,6 +305,8 @@ impl From<GrantTypeName> for latchkey_core::GrantType {
     fn from(g: GrantTypeName) -> Self {
         match g {
             GrantTypeName::ClientCredentials => latchkey_core::GrantType::ClientCredentials,
+            GrantTypeName::AuthorizationCode => latchkey_core::GrantType::AuthorizationCode,
+            GrantTypeName::RefreshToken => latchkey_core::GrantType::RefreshToken,
         }
     }
 }

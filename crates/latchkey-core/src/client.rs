@@ -46,6 +46,15 @@ pub struct ClientSpec {
     pub may_introspect: bool,
     /// Tokens issued to the client before this instant are revoked (bulk revocation).
     pub tokens_not_before: Option<SystemTime>,
+    // Issue 12: browser clients.
+    /// Where the authorization endpoint may send the user back: compared exactly.
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the user back: compared exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party client signs users in without a consent page.
+    pub first_party: bool,
+    /// Organizations whose users may sign in to the client; empty: any.
+    pub allowed_organizations: Vec<String>,
 }
 
 impl Default for ClientSpec {
@@ -68,6 +77,11 @@ impl Default for ClientSpec {
             previous_secret: None,
             may_introspect: false,
             tokens_not_before: None,
+            // Issue 12
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
+            allowed_organizations: Vec::new(),
         }
     }
 }
@@ -102,6 +116,11 @@ pub struct ClientRecord {
     previous_until: SystemTime,
     may_introspect: bool,
     tokens_not_before: Option<SystemTime>,
+    // Issue 12: browser clients.
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    first_party: bool,
+    allowed_organizations: Vec<String>,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -163,6 +182,11 @@ impl ClientRecord {
             previous_until: previous.1,
             may_introspect: spec.may_introspect,
             tokens_not_before: spec.tokens_not_before,
+            // Issue 12
+            redirect_uris: spec.redirect_uris,
+            post_logout_redirect_uris: spec.post_logout_redirect_uris,
+            first_party: spec.first_party,
+            allowed_organizations: spec.allowed_organizations,
         })
     }
 
@@ -228,6 +252,43 @@ impl ClientRecord {
     /// When the previous secret stops being accepted, if the client has one.
     pub fn previous_secret_until(&self) -> Option<SystemTime> {
         (self.previous_until > SystemTime::UNIX_EPOCH).then_some(self.previous_until)
+    }
+
+    // Issue 12: browser clients.
+    /// Whether `uri` is one of the client's redirect URIs, character for character (no
+    /// prefix, case or percent-decoding leeway: anything else is an open redirect).
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether `uri` is one of the client's post-logout redirect URIs, exactly.
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// The client's only redirect URI, which a request may then leave out (RFC 6749 §3.1.2.3).
+    pub fn sole_redirect_uri(&self) -> Option<&str> {
+        match self.redirect_uris.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// Whether the client signs users in without asking for consent.
+    pub fn is_first_party(&self) -> bool {
+        self.first_party
+    }
+
+    /// Whether a user of `organization` may sign in to the client (any, when the client
+    /// names none).
+    pub fn allows_organization(&self, organization: &str) -> bool {
+        self.allowed_organizations.is_empty()
+            || self.allowed_organizations.iter().any(|o| o == organization)
+    }
+
+    /// The organizations the client names (empty: any).
+    pub fn allowed_organizations(&self) -> &[String] {
+        &self.allowed_organizations
     }
 }
 
@@ -364,6 +425,45 @@ pub(crate) mod tests {
         let plain = ClientRecord::new(spec("a", "new")).unwrap();
         assert!(!plain.secret_matches(&old, SystemTime::UNIX_EPOCH));
         assert_eq!(plain.previous_secret_until(), None);
+    }
+
+    #[test]
+    fn redirect_uris_match_exactly_and_organizations_filter() {
+        let mut s = spec("web", "pw");
+        s.redirect_uris = vec!["https://app.example.com/cb".into()];
+        s.post_logout_redirect_uris = vec!["https://app.example.com/bye".into()];
+        s.allowed_organizations = vec!["org1".into()];
+        let c = ClientRecord::new(s.clone()).unwrap();
+        assert!(c.has_redirect_uri("https://app.example.com/cb"));
+        for bad in [
+            "https://app.example.com/cb/",
+            "https://app.example.com/c",
+            "https://app.example.com/cb?x=1",
+            "https://APP.example.com/cb",
+            "https://app.example.com/%63b",
+            "https://app.example.com/cb#f",
+            "",
+        ] {
+            assert!(!c.has_redirect_uri(bad), "{bad}");
+        }
+        assert!(!c.has_redirect_uri("https://app.example.com/bye"));
+        assert!(c.has_post_logout_redirect_uri("https://app.example.com/bye"));
+        assert!(!c.has_post_logout_redirect_uri("https://app.example.com/cb"));
+        assert_eq!(c.sole_redirect_uri(), Some("https://app.example.com/cb"));
+        assert!(c.allows_organization("org1"));
+        assert!(!c.allows_organization("org2"));
+        assert!(!c.is_first_party());
+
+        s.redirect_uris.push("http://127.0.0.1/cb".into());
+        s.allowed_organizations.clear();
+        s.first_party = true;
+        let c = ClientRecord::new(s).unwrap();
+        assert_eq!(c.sole_redirect_uri(), None);
+        assert!(c.allows_organization("org2"));
+        assert!(c.is_first_party());
+        let none = ClientRecord::new(spec("m2m", "pw")).unwrap();
+        assert!(!none.has_redirect_uri(""));
+        assert_eq!(none.sole_redirect_uri(), None);
     }
 
     #[test]

@@ -4,15 +4,24 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrantType {
     ClientCredentials,
+    // Issue 12: people sign in.
+    AuthorizationCode,
+    RefreshToken,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 1] = [GrantType::ClientCredentials];
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+    ];
 
     /// The `grant_type` value of RFC 6749.
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
         }
     }
 

@@ -94,6 +94,14 @@ impl Issuer {
         scope: Option<&str>,
         now: SystemTime,
     ) -> Result<IssuedToken, OAuthError> {
+        // Issue 12: the grants for people run at the token endpoint over the grant store and
+        // mint with `token::mint_for_user`; this path is the machines' only.
+        if grant != GrantType::ClientCredentials {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "this path issues client_credentials tokens only",
+            ));
+        }
         if !client.allows_grant(grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -118,7 +126,7 @@ pub fn parse_grant(grant_type: &str) -> Result<GrantType, OAuthError> {
     GrantType::parse(grant_type).ok_or_else(|| {
         OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            "only grant_type=client_credentials is supported",
+            "grant_type must be client_credentials, authorization_code or refresh_token",
         )
     })
 }

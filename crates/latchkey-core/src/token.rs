@@ -102,6 +102,163 @@ pub fn mint(
     })
 }
 
+// Issue 12: tokens for people.
+/// Who a person's token is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserClaims<'a> {
+    /// The user's stable id.
+    pub sub: &'a str,
+    /// APK's `organization` claim (its gateway maps it to `x-wso2-organization`).
+    pub organization: Option<&'a str>,
+    pub groups: &'a [String],
+}
+
+/// The claims of a person's access token: the client contract's, with the user as `sub`, then
+/// `organization` and `groups`.
+#[derive(Serialize)]
+struct UserTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+    jti: &'a str,
+    #[serde(rename = "clientId")]
+    client_id: &'a str,
+    scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
+}
+
+/// Mint an access token for a person signed in to `client`, with the granted `scope`, at
+/// `now`. The client's lifetime, audience and static claims apply as for its own tokens; a
+/// static claim never overrides the user's (the contract's names come first, and a JSON
+/// object's later duplicate is what a careless parser takes, so static claims that collide
+/// with `organization` or `groups` are left out).
+pub fn mint_for_user(
+    key: &SigningKey,
+    settings: &TokenSettings,
+    client: &ClientRecord,
+    user: &UserClaims<'_>,
+    scope: &str,
+    now: SystemTime,
+) -> Result<IssuedToken, CoreError> {
+    let lifetime = client
+        .token_lifetime()
+        .unwrap_or(settings.default_lifetime)
+        .as_secs();
+    let iat = unix_seconds(now);
+    let mut jti = uuid::Uuid::encode_buffer();
+    let jti = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti);
+    let claims = UserTokenClaims {
+        iss: &settings.issuer,
+        sub: user.sub,
+        exp: iat + lifetime,
+        nbf: iat,
+        iat,
+        jti,
+        client_id: client.client_id(),
+        scope,
+        organization: user.organization,
+        groups: user.groups,
+    };
+    let mut value = serde_json::to_value(&claims).map_err(|_| CoreError::Signing)?;
+    let extra = client.extra_claims_json();
+    if !extra.is_empty()
+        && let (Some(obj), Ok(serde_json::Value::Object(more))) = (
+            value.as_object_mut(),
+            serde_json::from_str::<serde_json::Value>(&format!("{{{}}}", &extra[1..])),
+        )
+    {
+        for (k, v) in more {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    let json = serde_json::to_vec(&value).map_err(|_| CoreError::Signing)?;
+    Ok(IssuedToken {
+        access_token: key.sign_compact(&json)?,
+        expires_in: lifetime,
+        scope: scope.to_owned(),
+    })
+}
+
+/// What an ID token says beyond who the user is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTokenFacts<'a> {
+    pub client_id: &'a str,
+    pub nonce: Option<&'a str>,
+    pub auth_time: u64,
+    /// The access token issued with it, for `at_hash`.
+    pub access_token: &'a str,
+    /// `email` (with `email_verified`) and `name`, when the user has them.
+    pub email: Option<(&'a str, bool)>,
+    pub name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: u64,
+    iat: u64,
+    auth_time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    at_hash: String,
+    azp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// `at_hash` (OpenID Connect Core §3.1.3.6): the left half of the access token's hash, with
+/// the hash of the signing algorithm (SHA-256 for RS256 and ES256, SHA-512 for Ed25519).
+pub fn at_hash(alg: crate::SigningAlgorithm, access_token: &str) -> String {
+    use aws_lc_rs::digest;
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let algorithm = match alg {
+        crate::SigningAlgorithm::EdDSA => &digest::SHA512,
+        _ => &digest::SHA256,
+    };
+    let d = digest::digest(algorithm, access_token.as_bytes());
+    let bytes = d.as_ref();
+    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
+}
+
+/// Mint an OpenID Connect ID token for `sub`, valid as long as the access token.
+pub fn mint_id_token(
+    key: &SigningKey,
+    settings: &TokenSettings,
+    sub: &str,
+    facts: &IdTokenFacts<'_>,
+    lifetime: u64,
+    now: SystemTime,
+) -> Result<String, CoreError> {
+    let iat = unix_seconds(now);
+    let claims = IdTokenClaims {
+        iss: &settings.issuer,
+        sub,
+        aud: facts.client_id,
+        exp: iat + lifetime,
+        iat,
+        auth_time: facts.auth_time,
+        nonce: facts.nonce,
+        at_hash: at_hash(key.alg(), facts.access_token),
+        azp: facts.client_id,
+        email: facts.email.map(|e| e.0),
+        email_verified: facts.email.map(|e| e.1),
+        name: facts.name,
+    };
+    let json = serde_json::to_vec(&claims).map_err(|_| CoreError::Signing)?;
+    key.sign_compact(&json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +268,66 @@ mod tests {
     fn claims_of(token: &str) -> serde_json::Map<String, serde_json::Value> {
         let payload = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
+    }
+
+    // Issue 12
+    #[test]
+    fn a_persons_tokens_carry_the_user_and_the_id_token_binds_the_access_token() {
+        let key = SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::ES256, 0).unwrap(),
+        )
+        .unwrap();
+        let mut s = spec("web", "s");
+        s.audience = vec!["orders-api".into()];
+        s.claims.insert("organization".into(), "static".into());
+        s.claims.insert("tier".into(), "gold".into());
+        let client = ClientRecord::new(s).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let groups = vec!["admins".to_string()];
+        let user = UserClaims {
+            sub: "user-id",
+            organization: Some("org1"),
+            groups: &groups,
+        };
+        let settings = TokenSettings::default();
+        let t = mint_for_user(&key, &settings, &client, &user, "openid default", now).unwrap();
+        let c = claims_of(&t.access_token);
+        assert_eq!(c["sub"], "user-id");
+        assert_eq!(c["clientId"], "web");
+        assert_eq!(c["scope"], "openid default");
+        assert_eq!(
+            c["organization"], "org1",
+            "the user's, not the static claim"
+        );
+        assert_eq!(c["groups"], serde_json::json!(["admins"]));
+        assert_eq!(c["aud"], "orders-api");
+        assert_eq!(c["tier"], "gold");
+        let facts = IdTokenFacts {
+            client_id: "web",
+            nonce: Some("n"),
+            auth_time: 1_699_999_000,
+            access_token: &t.access_token,
+            email: Some(("a@example.com", true)),
+            name: None,
+        };
+        let id = mint_id_token(&key, &settings, "user-id", &facts, 3600, now).unwrap();
+        let c = claims_of(&id);
+        assert_eq!(c["aud"], "web");
+        assert_eq!(c["azp"], "web");
+        assert_eq!(c["nonce"], "n");
+        assert_eq!(c["auth_time"], 1_699_999_000u64);
+        assert_eq!(c["exp"], 1_700_003_600u64);
+        assert_eq!(c["email_verified"], true);
+        assert!(!c.contains_key("name"));
+        // at_hash: left half of SHA-256 of the access token, base64url.
+        let full = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.access_token.as_bytes());
+        assert_eq!(c["at_hash"], B64.encode(&full.as_ref()[..16]));
+        assert_eq!(
+            at_hash(SigningAlgorithm::EdDSA, "x").len(),
+            43,
+            "32 of SHA-512's bytes"
+        );
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct App {
     pub registrar: crate::register::RegistrarSlot,
     /// Registration requests per source.
     pub registration_limit: crate::register::RateLimit,
+    // Issue 12: people sign in.
+    /// Users, session keys and the grant store (set by the run mode at start).
+    pub sign_in: crate::sign_in::SignInSlot,
+    /// Failed-login budgets of this replica: per source, per username, per pair.
+    pub login_throttle: Throttle,
 }
 
 /// A public document's handler.
@@ -98,7 +103,11 @@ const TOKEN_ALLOW: &str = "POST, OPTIONS";
 
 impl App {
     pub fn new(issuer: Arc<Issuer>, metrics: Arc<Metrics>, config: AppConfig) -> App {
-        let metadata_paths = metadata_paths(&issuer.settings().issuer);
+        let mut metadata_paths = metadata_paths(&issuer.settings().issuer);
+        // Issue 12: the same document is the OpenID configuration.
+        metadata_paths.extend(crate::routes::openid_configuration_paths(
+            &issuer.settings().issuer,
+        ));
         // Issue 11: client authentication by assertion.
         let assertions = crate::client_assertion::Assertions::new(
             &config.assertion,
@@ -121,6 +130,9 @@ impl App {
             revoker: Default::default(),
             registrar: Default::default(),
             registration_limit: Default::default(),
+            // Issue 12
+            sign_in: Default::default(),
+            login_throttle: Throttle::new(crate::sign_in::login_throttle_config()),
         }
     }
 
@@ -169,6 +181,37 @@ impl App {
         if let Some(id) = crate::register::route(path) {
             let id = id.map(str::to_owned);
             return crate::register::handle(self, req, id.as_deref()).await;
+        }
+        // Issue 12: pages for people (no CORS: browsers navigate here, scripts do not).
+        if path == crate::routes::AUTHORIZE_PATH {
+            return match *req.method() {
+                Method::GET => crate::sign_in::authorize(self, req).await,
+                _ => response::method_not_allowed("GET"),
+            };
+        }
+        if path == crate::routes::LOGIN_PATH {
+            return match *req.method() {
+                Method::POST => crate::sign_in::login(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
+        }
+        if path == crate::routes::LOGOUT_PATH {
+            return match *req.method() {
+                Method::GET => crate::sign_in::logout(self, &req),
+                _ => response::method_not_allowed("GET"),
+            };
+        }
+        if path == crate::routes::USERINFO_PATH {
+            return match *req.method() {
+                Method::GET | Method::POST => crate::userinfo::handle(self, req.headers()),
+                _ => response::method_not_allowed("GET, POST"),
+            };
+        }
+        if path == crate::routes::CONSENT_PATH {
+            return match *req.method() {
+                Method::POST => crate::sign_in::consent(self, req).await,
+                _ => response::method_not_allowed("POST"),
+            };
         }
         let public: Option<Document<B>> = if JWKS_PATHS.contains(&path) {
             Some(discovery::jwks)
@@ -688,11 +731,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metadata_is_served_where_rfc_8414_puts_it_and_openid_is_not() {
+    async fn metadata_is_served_where_rfc_8414_and_openid_discovery_put_it() {
         let app = app(true);
         for path in [
             "/.well-known/oauth-authorization-server/token",
             "/.well-known/oauth-authorization-server",
+            // Issue 12: OpenID Connect Discovery, after the issuer's path and at the root.
+            "/token/.well-known/openid-configuration",
+            "/.well-known/openid-configuration",
         ] {
             let (status, headers, body) = answer(
                 &app,
@@ -713,12 +759,44 @@ mod tests {
             assert_eq!(header("cache-control"), Some("private, max-age=300"));
             assert_eq!(header("access-control-allow-origin"), Some("*"));
         }
-        for path in [
-            "/.well-known/openid-configuration",
-            "/token/.well-known/openid-configuration",
-        ] {
-            assert_eq!(answer(&app, request("GET", path, &[], b"")).await.0, 404);
-        }
+        let (_, _, body) = answer(
+            &app,
+            request(
+                "GET",
+                "/.well-known/openid-configuration",
+                &[("host", "idp.local:9095")],
+                b"",
+            ),
+        )
+        .await;
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            doc["authorization_endpoint"],
+            "https://idp.local:9095/oauth2/authorize"
+        );
+        assert_eq!(
+            doc["userinfo_endpoint"],
+            "https://idp.local:9095/oauth2/userinfo"
+        );
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["subject_types_supported"],
+            serde_json::json!(["public"])
+        );
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert!(doc["id_token_signing_alg_values_supported"][0].is_string());
+        assert_eq!(
+            answer(
+                &app,
+                request("GET", "/token/.well-known/openid-configurationx", &[], b"")
+            )
+            .await
+            .0,
+            404
+        );
     }
 
     #[tokio::test]

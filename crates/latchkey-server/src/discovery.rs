@@ -109,18 +109,29 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         "issuer": issuer,
         "token_endpoint": format!("{base}{TOKEN_PATH}"),
         "jwks_uri": format!("{base}{}", JWKS_PATHS[0]),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        // REQUIRED by RFC 8414 and refused empty by strict validators. There is no
-        // authorization endpoint, so no response type yields anything: "none" (OAuth 2.0
-        // Multiple Response Type Encoding Practices §4) is the one that claims nothing.
-        "response_types_supported": ["none"],
-        "scopes_supported": [latchkey_core::scope::DEFAULT_SCOPE],
+        // Issue 12: people sign in with the authorization code flow only.
+        "response_types_supported": ["code"],
+        "scopes_supported": [latchkey_core::scope::DEFAULT_SCOPE, "openid"],
         // Issue 13
         "introspection_endpoint": format!("{base}{}", crate::routes::INTROSPECTION_PATH),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint": format!("{base}{}", crate::routes::REVOCATION_PATH),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // Issue 12: sign-in and OpenID Connect (Discovery 1.0 §3; these members are also
+        // registered for RFC 8414 metadata, so one document serves both).
+        "authorization_endpoint": format!("{base}{}", crate::routes::AUTHORIZE_PATH),
+        "userinfo_endpoint": format!("{base}{}", crate::routes::USERINFO_PATH),
+        "end_session_endpoint": format!("{base}{}", crate::routes::LOGOUT_PATH),
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "subject_types_supported": ["public"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp",
+            "preferred_username", "name", "email", "email_verified", "organization", "groups"
+        ],
     });
     // Issue 11: client authentication by assertion (RFC 7523 private_key_jwt; federated
     // and ServiceAccount assertions use the same parameters).
@@ -130,6 +141,16 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
     doc["token_endpoint_auth_signing_alg_values_supported"] =
         serde_json::json!(latchkey_core::assertion::ALLOWED_ALGS);
     doc
+}
+
+/// Issue 12: the algorithm ID tokens are signed with (the active key's; RS256 until a key is
+/// loaded, Latchkey's default).
+fn id_token_algs(app: &App) -> serde_json::Value {
+    let alg = app
+        .issuer
+        .keys()
+        .map_or("RS256", |k| k.active().alg().as_str());
+    serde_json::json!([alg])
 }
 
 /// RFC 8414 metadata of this issuer. With `--public-url` every client sees the same document;
@@ -148,6 +169,8 @@ pub fn metadata<B>(app: &App, req: &Request<B>) -> Response<Body> {
             format!("{base}{}", crate::routes::REGISTRATION_PATH).into(),
         );
     }
+    // Issue 12
+    doc["id_token_signing_alg_values_supported"] = id_token_algs(app);
     let mut res = response::json(StatusCode::OK, doc.to_string());
     let h = res.headers_mut();
     let max_age = app.config.jwks_max_age.as_secs();

@@ -35,6 +35,12 @@ pub mod introspect;
 pub mod revoke;
 // Issue 13: registration.
 pub mod register;
+// Issue 12: people sign in.
+pub mod authorize_request;
+pub mod sign_in;
+pub mod sign_in_pages;
+pub mod token_grants;
+pub mod userinfo;
 
 pub use app::{App, AppConfig};
 pub use error::ServerError;

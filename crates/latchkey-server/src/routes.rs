@@ -21,6 +21,31 @@ pub const REGISTRATION_PATH: &str = "/oauth2/register";
 /// APK's inbuilt IdP's registration path, served the same way.
 pub const APK_REGISTRATION_PATH: &str = "/dcr/register";
 
+// Issue 12: people sign in.
+/// The authorization endpoint (RFC 6749 §3.1).
+pub const AUTHORIZE_PATH: &str = "/oauth2/authorize";
+/// Where the login form posts.
+pub const LOGIN_PATH: &str = "/oauth2/login";
+/// Where the consent form posts.
+pub const CONSENT_PATH: &str = "/oauth2/consent";
+/// OpenID Connect's UserInfo endpoint.
+pub const USERINFO_PATH: &str = "/oauth2/userinfo";
+/// RP-initiated logout (OpenID Connect's end-session endpoint).
+pub const LOGOUT_PATH: &str = "/oauth2/logout";
+/// OpenID Connect Discovery's well-known suffix.
+pub const OPENID_WELL_KNOWN: &str = "/.well-known/openid-configuration";
+
+/// Where the OpenID configuration is served: after the issuer's path (Discovery 1.0 §4), and
+/// at the root.
+pub fn openid_configuration_paths(issuer: &str) -> Vec<String> {
+    let path = issuer_path(issuer);
+    let mut paths = vec![format!("{path}{OPENID_WELL_KNOWN}")];
+    if !path.is_empty() {
+        paths.push(OPENID_WELL_KNOWN.to_owned());
+    }
+    paths
+}
+
 /// The path part of an issuer identifier (`https://host/token` → `/token`), without a
 /// trailing '/'; empty for an issuer at the host's root.
 pub fn issuer_path(issuer: &str) -> &str {
@@ -69,6 +94,22 @@ mod tests {
         assert_eq!(
             metadata_paths("https://idp.example.com"),
             ["/.well-known/oauth-authorization-server"]
+        );
+    }
+
+    // Issue 12
+    #[test]
+    fn openid_configuration_follows_the_issuer_path() {
+        assert_eq!(
+            openid_configuration_paths("https://idp.am.wso2.com/token"),
+            [
+                "/token/.well-known/openid-configuration",
+                "/.well-known/openid-configuration"
+            ]
+        );
+        assert_eq!(
+            openid_configuration_paths("https://idp.example.com/"),
+            ["/.well-known/openid-configuration"]
         );
     }
 }

@@ -9,7 +9,7 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use latchkey_core::{ErrorCode, GrantType, IssuedToken, OAuthError, TokenRequest};
+use latchkey_core::{ErrorCode, GrantType, OAuthError, TokenRequest};
 
 use crate::{
     App,
@@ -106,7 +106,7 @@ where
     app.metrics.observe_auth_method(seen.auth, code.is_none());
     let res = match (throttled, result) {
         (Some(res), _) => res,
-        (None, Ok(token)) => success(&token),
+        (None, Ok(tokens)) => success(&tokens),
         (None, Err(failure)) => failure.response(attempt),
     };
     if gate.log {
@@ -174,7 +174,11 @@ pub(crate) fn throttle_gate(
     (Some(res), verdict)
 }
 
-async fn run<B>(app: &App, req: Request<B>, seen: &mut Seen) -> Result<IssuedToken, Failure>
+async fn run<B>(
+    app: &App,
+    req: Request<B>,
+    seen: &mut Seen,
+) -> Result<crate::token_grants::PersonTokens, Failure>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -186,7 +190,12 @@ where
     seen.grant_type = form.grant_type.clone();
     // Issue 11: client authentication by assertion.
     if client_auth::is_assertion(&form) {
-        return Ok(by_assertion(app, &parts.headers, &form, seen).await?);
+        let token = by_assertion(app, &parts.headers, &form, seen).await?;
+        return Ok(crate::token_grants::PersonTokens {
+            token,
+            refresh_token: None,
+            id_token: None,
+        });
     }
     let presented = client_auth::presented(&parts.headers, &form, &mut seen.client_id)?;
     seen.auth = presented.method;
@@ -194,13 +203,30 @@ where
         .grant_type
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("parameter grant_type is missing"))?;
+    // Issue 12: the grants for people, over the sign-in store; the machines' path is untouched.
+    if let Some(grant @ (GrantType::AuthorizationCode | GrantType::RefreshToken)) =
+        GrantType::parse(grant_type)
+    {
+        let registry = app.issuer.registry();
+        let client = registry.authenticate(
+            &presented.client_id,
+            presented.secret.as_bytes(),
+            SystemTime::now(),
+        )?;
+        return Ok(crate::token_grants::run(app, client, grant, &body).await?);
+    }
     let request = TokenRequest {
         grant_type,
         client_id: &presented.client_id,
         client_secret: presented.secret.as_bytes(),
         scope: form.scope.as_deref(),
     };
-    Ok(app.issuer.issue(request, SystemTime::now())?)
+    let token = app.issuer.issue(request, SystemTime::now())?;
+    Ok(crate::token_grants::PersonTokens {
+        token,
+        refresh_token: None,
+        id_token: None,
+    })
 }
 
 // Issue 11: client authentication by assertion.
@@ -211,7 +237,7 @@ async fn by_assertion(
     headers: &HeaderMap,
     form: &form::TokenForm,
     seen: &mut Seen,
-) -> Result<IssuedToken, OAuthError> {
+) -> Result<latchkey_core::IssuedToken, OAuthError> {
     seen.auth = AuthMethod::Assertion;
     let presented = client_auth::presented_assertion(headers, form, &mut seen.client_id)?;
     let grant_type = form
@@ -303,14 +329,22 @@ struct TokenResponse<'a> {
     token_type: &'static str,
     expires_in: u64,
     scope: &'a str,
+    // Issue 12: a person's tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
 }
 
-fn success(token: &IssuedToken) -> Response<Body> {
+fn success(tokens: &crate::token_grants::PersonTokens) -> Response<Body> {
+    let token = &tokens.token;
     let body = TokenResponse {
         access_token: &token.access_token,
         token_type: "Bearer",
         expires_in: token.expires_in,
         scope: &token.scope,
+        refresh_token: tokens.refresh_token.as_deref(),
+        id_token: tokens.id_token.as_deref(),
     };
     match serde_json::to_vec(&body) {
         Ok(json) => response::no_store(response::json(StatusCode::OK, json)),

@@ -158,6 +158,18 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             latchkey_core::session_keys::SessionKeys::default(),
         )),
     };
+    // Issue 12: sign-in reads the operator's users and session keys, and keeps grants as
+    // ConfigMaps in Latchkey's namespace (any replica writes them, conditionally).
+    let grants = latchkey_operator::collection_configmaps::CollectionConfigMaps::<
+        latchkey_core::authorization_grant::GrantRecord,
+    >::grants(operator.client.clone(), &operator.cfg.namespace);
+    app.sign_in.set(latchkey_server::sign_in::SignIn {
+        users: operator.users.clone(),
+        session_keys: operator.session_keys.clone(),
+        grants: latchkey_server::sign_in::Grants(Arc::new(latchkey_server::sign_in::StoreGrants(
+            grants,
+        ))),
+    });
     let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await
 }

@@ -278,7 +278,7 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
         assert_eq!(doc["jwks_uri"], format!("{base}/oauth2/jwks"));
         assert_eq!(
             doc["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
+            serde_json::json!(["client_credentials", "authorization_code", "refresh_token"])
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
@@ -289,7 +289,7 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
                 "private_key_jwt"
             ])
         );
-        assert_eq!(doc["response_types_supported"], serde_json::json!(["none"]));
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
         // Standard RFC 8414 members only.
         let standard = [
             "issuer",
@@ -306,6 +306,17 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
             "introspection_endpoint_auth_methods_supported",
             "revocation_endpoint",
             "revocation_endpoint_auth_methods_supported",
+            // Issue 12: registered for RFC 8414 metadata by OpenID Connect Discovery and
+            // RFC 9207.
+            "authorization_endpoint",
+            "userinfo_endpoint",
+            "end_session_endpoint",
+            "response_modes_supported",
+            "code_challenge_methods_supported",
+            "authorization_response_iss_parameter_supported",
+            "subject_types_supported",
+            "claims_supported",
+            "id_token_signing_alg_values_supported",
         ];
         for member in doc.as_object().unwrap().keys() {
             assert!(standard.contains(&member.as_str()), "{member}");
@@ -315,12 +326,18 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
         assert_eq!(res.header("cache-control"), Some("private, max-age=300"));
         assert_eq!(res.header("access-control-allow-origin"), Some("*"));
     }
-    // No OpenID document until there is sign-in to describe.
+    // Issue 12: the same document is the OpenID configuration.
     for path in [
         "/.well-known/openid-configuration",
         "/token/.well-known/openid-configuration",
     ] {
-        assert_eq!(get(&server, path, "").status, 404, "{path}");
+        let res = get(&server, path, "");
+        assert_eq!(res.status, 200, "{path}");
+        assert_eq!(res.json()["issuer"], "https://idp.am.wso2.com/token");
+        assert_eq!(
+            res.json()["id_token_signing_alg_values_supported"],
+            serde_json::json!(["RS256"])
+        );
     }
 
     // With --public-url: the issuer stays --issuer, endpoints move, shared caching follows

@@ -171,7 +171,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
             &state_dir.join("grants"),
         );
     tokio::spawn(latchkey_operator::grant_sweep::run(
-        grants,
+        grants.clone(),
         latchkey_operator::grant_sweep::SWEEP_EVERY,
         writer_rx.clone(),
         shutdown_rx.clone(),
@@ -182,6 +182,14 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
     let session_keys = Arc::new(ArcSwap::from_pointee(
         latchkey_core::session_keys::pass(&session_store, &policy, unix_now() as u64).await?,
     ));
+    // Issue 12: sign-in reads the users and session keys above and keeps grants in files.
+    app.sign_in.set(latchkey_server::sign_in::SignIn {
+        users: users.clone(),
+        session_keys: session_keys.clone(),
+        grants: latchkey_server::sign_in::Grants(Arc::new(latchkey_server::sign_in::StoreGrants(
+            grants,
+        ))),
+    });
     tokio::spawn(latchkey_operator::session_key_loop::run(
         session_store,
         policy,
