@@ -490,6 +490,54 @@ pub async fn revoke<S: CollectionStore<GrantRecord>>(
     Err(StoreError::Conflict)
 }
 
+/// What revoking a presented refresh token did (RFC 7009 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRevocation {
+    /// It was the grant's current refresh token: the grant is revoked now (or was already).
+    Revoked,
+    /// Not a current refresh token of any grant (malformed, unknown, rotated, swept): nothing
+    /// to do, and the answer does not say which.
+    NotFound,
+    /// A current refresh token, but of another client's grant: refused, nothing changed.
+    WrongClient,
+}
+
+/// Revoke the grant whose current refresh token is `token`, for `client_id` (the client that
+/// authenticated). Only the current token's hash is stored, so a rotated one is unknown here;
+/// presenting it at the token endpoint is what ends its family.
+pub async fn revoke_refresh<S: CollectionStore<GrantRecord>>(
+    store: &S,
+    token: &str,
+    client_id: &str,
+) -> Result<RefreshRevocation, StoreError> {
+    let mut parts = token.splitn(3, '.');
+    let (Some(id), Some(generation), Some(secret)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(RefreshRevocation::NotFound);
+    };
+    let (true, Ok(generation)) = (is_grant_id(id), generation.parse::<u64>()) else {
+        return Ok(RefreshRevocation::NotFound);
+    };
+    let Some(read) = store.load(id).await? else {
+        return Ok(RefreshRevocation::NotFound);
+    };
+    let current = match &read.value.phase {
+        GrantPhase::Active {
+            generation: g,
+            refresh_hash,
+        } => *g == generation && same_hash(&hash(secret), refresh_hash),
+        GrantPhase::Revoked { .. } | GrantPhase::Issued { .. } => false,
+    };
+    if !current {
+        return Ok(RefreshRevocation::NotFound);
+    }
+    if read.value.client_id != client_id {
+        return Ok(RefreshRevocation::WrongClient);
+    }
+    revoke(store, id, "refresh token revoked by its client").await?;
+    Ok(RefreshRevocation::Revoked)
+}
+
 /// The grant id a code or refresh token names, if it is well formed.
 pub fn grant_id_of(token: &str) -> Option<&str> {
     token.split('.').next().filter(|id| is_grant_id(id))
@@ -784,6 +832,39 @@ pub(crate) mod tests {
         );
         assert_eq!(
             block_on(refresh(&store, &third.refresh_token, "web", 1_301)).unwrap_err(),
+            Refusal::Revoked
+        );
+    }
+
+    #[test]
+    fn a_client_revokes_its_current_refresh_token_and_the_family_ends() {
+        let store = Memory::default();
+        let (_, code) = issued(&store, None);
+        let first = redeem_at(&store, &code, "web", None, 1_030).unwrap();
+        let second = block_on(refresh(&store, &first.refresh_token, "web", 1_100)).unwrap();
+        // Another client, a rotated token, and garbage change nothing.
+        assert_eq!(
+            block_on(revoke_refresh(&store, &second.refresh_token, "other")).unwrap(),
+            RefreshRevocation::WrongClient
+        );
+        for t in [first.refresh_token.as_str(), "x", "a.b.c"] {
+            assert_eq!(
+                block_on(revoke_refresh(&store, t, "web")).unwrap(),
+                RefreshRevocation::NotFound
+            );
+        }
+        assert!(block_on(refresh(&store, &second.refresh_token, "web", 1_101)).is_ok());
+        let third = block_on(refresh(&store, &second.refresh_token, "web", 1_102));
+        assert!(third.is_err(), "the rotated token ended the family");
+        // A fresh sign-in: its own client revokes it, and its refresh token stops working.
+        let (_, code) = issued(&store, None);
+        let granted = redeem_at(&store, &code, "web", None, 1_031).unwrap();
+        assert_eq!(
+            block_on(revoke_refresh(&store, &granted.refresh_token, "web")).unwrap(),
+            RefreshRevocation::Revoked
+        );
+        assert_eq!(
+            block_on(refresh(&store, &granted.refresh_token, "web", 1_200)).unwrap_err(),
             Refusal::Revoked
         );
     }

@@ -102,10 +102,10 @@ where
         .token
         .ok_or_else(|| OAuthError::invalid_request("parameter token is missing"))?;
     // token_type_hint is only a hint (RFC 7009 §2.1): access tokens are recognised by their
-    // signature whatever it says. Refresh tokens do not exist yet.
+    // signature whatever it says, and anything else is tried as a refresh token.
     let now = SystemTime::now();
     let Some(claims) = app.introspector.active_claims(&app.issuer, &token, now) else {
-        return Ok(false);
+        return revoke_refresh(app, &token, client.client_id()).await;
     };
     if claims.get("clientId").and_then(|v| v.as_str()) != Some(client.client_id()) {
         return Err(OAuthError::new(
@@ -131,6 +131,27 @@ where
         }
         Err(e) => {
             tracing::warn!(error = %e, "a revocation could not be recorded");
+            Err(unavailable())
+        }
+    }
+}
+
+/// A refresh token (issue 12's grants): its client ends the whole sign-in it belongs to.
+async fn revoke_refresh(app: &App, token: &str, client_id: &str) -> Result<bool, Failure> {
+    use latchkey_core::authorization_grant::{RefreshRevocation, revoke_refresh};
+    let Some(sign_in) = app.sign_in.get() else {
+        return Ok(false);
+    };
+    match revoke_refresh(&sign_in.grants, token, client_id).await {
+        Ok(RefreshRevocation::Revoked) => Ok(true),
+        Ok(RefreshRevocation::NotFound) => Ok(false),
+        Ok(RefreshRevocation::WrongClient) => Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the token was not issued to this client",
+        )
+        .into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "a refresh token could not be revoked");
             Err(unavailable())
         }
     }

@@ -737,6 +737,38 @@ fn the_code_becomes_tokens_once_and_refresh_tokens_rotate() {
         "the whole family is revoked"
     );
 
+    // RFC 7009: the client revokes its current refresh token at /oauth2/revoke; the sign-in
+    // ends with it (issue 13's endpoint over this issue's grants).
+    let code = code_for_web(&server, &mut jar, "");
+    let tokens = exchange(&server, "web", &code_body(&code, VERIFIER)).json();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let revoke = |token: &str| {
+        let body = format!("token={}&token_type_hint=refresh_token", form_encode(token));
+        let req = format!(
+            "POST /oauth2/revoke HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            basic("web", "web-secret"),
+            body.len()
+        );
+        server.send(req.as_bytes())
+    };
+    assert_eq!(revoke(&refresh).status, 200);
+    let res = exchange(
+        &server,
+        "web",
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form_encode(&refresh)
+        ),
+    );
+    assert_eq!(
+        res.json()["error"],
+        "invalid_grant",
+        "revoked at /oauth2/revoke"
+    );
+    // Unknown tokens are answered 200 too, and change nothing (RFC 7009 §2.2).
+    assert_eq!(revoke("not-a-token").status, 200);
+
     // portal may not refresh: its response has no refresh token. A client_credentials request
     // from web is refused (it is not one of its grants).
     let res = exchange(&server, "web", "grant_type=client_credentials");
