@@ -48,7 +48,7 @@ e2e:
 	$(CARGO) build --tests -p latchkey --features e2e
 	bash $(TESTENV_DIR)/up.sh
 	set -o pipefail; status=0; \
-	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install --test e2e_users --test e2e_grants --test e2e_service_accounts --test e2e_secret_rotation --test e2e_revocation -- --test-threads=1 --nocapture 2>&1 \
+	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install --test e2e_users --test e2e_grants --test e2e_service_accounts --test e2e_secret_rotation --test e2e_revocation --test e2e_registration -- --test-threads=1 --nocapture 2>&1 \
 	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
 	  bash $(TESTENV_DIR)/down.sh; \
 	  grep -o 'figure:.*' target/e2e.log || true; \
