@@ -63,6 +63,12 @@ fn main() {
             .unwrap();
     });
 
+    // SIGN_RATE_ONLY=rs256: just the raw RS256 rate (for short back-to-back samples).
+    if std::env::var("SIGN_RATE_ONLY").as_deref() == Ok("rs256") {
+        println!("rs256_raw_signs_per_cpu_second={raw:.0}");
+        return;
+    }
+
     // The bare ES256 and Ed25519 signatures.
     let es = KeyMaterial::generate(SigningAlgorithm::ES256, 0).unwrap();
     let es_pair = EcdsaKeyPair::from_pkcs8(
