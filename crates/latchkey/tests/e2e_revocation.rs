@@ -13,12 +13,7 @@ use std::{
 use common::{cluster::*, *};
 
 fn post(server: &Server, path: &str, auth: &str, body: &str) -> Response {
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    server.send(req.as_bytes())
+    server.send(&post_request(path, &[("Authorization", auth), FORM], body))
 }
 
 fn token_of(server: &Server, id: &str) -> String {

@@ -36,12 +36,7 @@ stringData: { clientSecret: rs-secret }
 
 /// A POST of a form to `path`.
 fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    server.send(req.as_bytes())
+    server.send(&post_request(path, headers, body))
 }
 
 fn token_of(server: &Server, id: &str, secret: &str, scope: &str) -> String {

@@ -744,13 +744,12 @@ fn the_code_becomes_tokens_once_and_refresh_tokens_rotate() {
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     let revoke = |token: &str| {
         let body = format!("token={}&token_type_hint=refresh_token", form_encode(token));
-        let req = format!(
-            "POST /oauth2/revoke HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            basic("web", "web-secret"),
-            body.len()
-        );
-        server.send(req.as_bytes())
+        let auth = basic("web", "web-secret");
+        server.send(&common::post_request(
+            "/oauth2/revoke",
+            &[("Authorization", &auth), FORM],
+            &body,
+        ))
     };
     assert_eq!(revoke(&refresh).status, 200);
     let res = exchange(

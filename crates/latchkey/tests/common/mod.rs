@@ -235,7 +235,12 @@ impl Drop for Server {
 
 /// A token request, as a client sends it.
 pub fn post_token(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut req = String::from("POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\n");
+    post_request("/oauth2/token", headers, body)
+}
+
+/// A POST of `body` to `path` with `headers`, as a client sends it.
+pub fn post_request(path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
