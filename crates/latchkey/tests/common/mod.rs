@@ -225,6 +225,7 @@ impl Server {
 
 #[cfg(feature = "e2e")]
 pub mod cluster;
+pub mod sign_in_flow;
 
 impl Drop for Server {
     fn drop(&mut self) {
