@@ -67,15 +67,31 @@ impl KeyFile {
         self.dir.join(KEYRING_FILE)
     }
 
-    /// Hold the lock for the duration of `f`.
-    fn locked<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Hold the lock for the duration of `f`. The lock file is never truncated: once a ring
+    /// has been written it holds a marker, so a ring missing later means keys lost (a first
+    /// start, which only creates the empty lock file, does not).
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut File) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         files::ensure_private_dir(&self.dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let lock_path = self.dir.join(LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(|e| unavailable(&lock_path, e))?;
+        let mut lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| unavailable(&lock_path, e))?;
         lock.lock().map_err(|e| unavailable(&lock_path, e))?;
-        let out = f();
+        let out = f(&mut lock);
         drop(lock);
         out
+    }
+
+    /// Whether a ring was ever written in this directory (the lock file's marker).
+    fn ring_written_before(lock: &File) -> bool {
+        lock.metadata().is_ok_and(|m| m.len() > 0)
     }
 
     fn read_current(&self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -105,28 +121,39 @@ impl KeyFile {
         Ok(Some(ring))
     }
 
-    fn write(&self, ring: &KeyRing) -> Result<Version, StoreError> {
+    fn write(&self, ring: &KeyRing, lock: &mut File) -> Result<Version, StoreError> {
         let bytes = ring.to_json();
         files::write_atomic(&self.path(), &bytes, true)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.mark(lock)?;
         Ok(version_of(Some(&bytes)))
     }
 
+    /// Leave the marker that a ring is kept here (once).
+    fn mark(&self, lock: &mut File) -> Result<(), StoreError> {
+        if Self::ring_written_before(lock) {
+            return Ok(());
+        }
+        use std::io::Write as _;
+        let lock_path = self.dir.join(LOCK_FILE);
+        lock.write_all(b"a key ring is kept here\n")
+            .map_err(|e| unavailable(&lock_path, e))
+    }
+
     fn load_blocking(&self) -> Result<Option<Versioned<StoredKeys>>, StoreError> {
-        // The lock file exists once keys were kept here: a missing ring then means keys lost.
-        let used_before = self.dir.join(LOCK_FILE).exists();
-        self.locked(|| {
+        self.locked(|lock| {
             let current = self.read_current()?;
             let Some(bytes) = current else {
                 // A ring of earlier versions becomes the stored one at once.
                 if let Some(ring) = self.legacy(SystemTime::now())? {
-                    let version = self.write(&ring)?;
+                    let version = self.write(&ring, lock)?;
                     return Ok(Some(Versioned {
                         value: StoredKeys::managed(ring),
                         version,
                     }));
                 }
-                if used_before {
+                // A ring was written here before: a missing one means keys lost.
+                if Self::ring_written_before(lock) {
                     tracing::warn!(
                         path = %self.path().display(),
                         "no key ring in a state directory that had one: a new signing key is made, and tokens signed before no longer verify"
@@ -135,6 +162,8 @@ impl KeyFile {
                 return Ok(None);
             };
             let ring = self.parse(&bytes)?;
+            // A ring kept by an earlier version, whose lock file has no marker yet.
+            self.mark(lock)?;
             Ok(Some(Versioned {
                 value: StoredKeys::managed(ring),
                 version: version_of(Some(&bytes)),
@@ -143,12 +172,12 @@ impl KeyFile {
     }
 
     fn write_if(&self, ring: &KeyRing, expected: &Version) -> Result<Version, StoreError> {
-        self.locked(|| {
+        self.locked(|lock| {
             let current = self.read_current()?;
             if version_of(current.as_deref()) != *expected {
                 return Err(StoreError::Conflict);
             }
-            self.write(ring)
+            self.write(ring, lock)
         })
     }
 
