@@ -3,9 +3,10 @@
 # after a bounded wait, for kube-controller-manager, kube-apiserver and etcd
 # (in that order). Removes the pid files. Exits 0 when nothing is running.
 #
-# Only the pids recorded in target/testenv/pids/ are signalled, and only while
-# the process still runs this checkout's target/testenv/bin/NAME (a recycled
-# pid, or anyone else's etcd/kube-apiserver, is never touched).
+# Only processes running this checkout's target/testenv/bin/NAME are signalled:
+# the pids recorded in target/testenv/pids/ and any other live process of that
+# executable (one a test restarted); a recycled pid, or anyone else's
+# etcd/kube-apiserver, is never touched.
 #
 # Usage: tests/testenv/down.sh [--purge]
 #   --purge  also delete etcd data, certificates, kubeconfigs and the env file
@@ -33,6 +34,11 @@ STOP_TIMEOUT="${TESTENV_STOP_TIMEOUT:-20}"
 stop() {
   local name="$1" pids=() p pidfile="$TESTENV_PIDS/$1.pid"
   if p="$(component_pid "$name")"; then pids+=("$p"); fi
+  # A process restarted outside up.sh (a test that kills and restarts kube-apiserver), or
+  # whose pid file was lost, still runs this checkout's binary: find it by its executable.
+  for p in $(our_pids "$name"); do
+    [[ " ${pids[*]} " == *" $p "* ]] || pids+=("$p")
+  done
   if [[ ${#pids[@]} -eq 0 ]]; then
     [[ -e "$pidfile" ]] && log "$name: not running (removing stale pid file)"
     rm -f "$pidfile"

@@ -1,8 +1,8 @@
 # Shared helpers for the test control-plane scripts (sourced, not executed).
 # shellcheck shell=bash disable=SC2034  # variables are used by the sourcing scripts
 
-TESTENV_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-TESTENV_ROOT="$(cd "$TESTENV_SRC/../.." && pwd)"
+TESTENV_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+TESTENV_ROOT="$(cd "$TESTENV_SRC/../.." && pwd -P)"
 TESTENV_OUT="$TESTENV_ROOT/target/testenv"
 TESTENV_BIN="$TESTENV_OUT/bin"
 TESTENV_PKI="$TESTENV_OUT/pki"
@@ -39,6 +39,15 @@ pid_is_ours() {
   exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
   exe="${exe% (deleted)}"
   [[ "$exe" == "$TESTENV_BIN/$name" ]]
+}
+
+# our_pids NAME: every live process running this checkout's NAME binary, pid file or not.
+our_pids() {
+  local d
+  for d in /proc/[0-9]*; do
+    pid_is_ours "$1" "${d#/proc/}" && printf '%s\n' "${d#/proc/}"
+  done
+  return 0
 }
 
 # component_pid NAME: print the pid from NAME's pid file if it is ours and alive.
