@@ -14,21 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+source tests/bench/lib.sh
+
 seconds=${BENCH_SECONDS:-20}
 connections=${BENCH_CONNECTIONS:-16}
 pool=${BENCH_POOL:-100000}
 out=target/bench/assertions
 mkdir -p "$out"
-
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk (Debian package)"
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-bin=${LATCHKEY_BIN:-}
-if [ -z "$bin" ]; then
-  cargo build --release -p latchkey --quiet
-  bin=target/release/latchkey
-fi
+[ -n "${LATCHKEY_BIN:-}" ] || cargo build --release -p latchkey --quiet
 venv=target/interop/python-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
@@ -46,25 +39,7 @@ cat >>"$out/clients.yaml" <<'YAML'
 ---
 {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "apk"}, "stringData": {"clientSecret": "4fbd62ec-a92e-11ed-afa1-0242ac120002"}}
 YAML
-server_cpu=""; wrk_cpu=""; threads=""
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu="taskset -c 0"; wrk_cpu="taskset -c 1"; threads="TOKIO_WORKER_THREADS=1"
-fi
-state=$(mktemp -d)
-log="$out/server.log"
-env $threads $server_cpu "$bin" standalone --state-dir "$state" --listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:0 --log-format json --auth-failure-rate 0 \
-  --clients "$out/clients.yaml" >"$log" 2>&1 &
-pid=$!
-cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$state"; }
-trap cleanup EXIT
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o '"message":"listening","listener":"token","addr":"[^"]*"' "$log" | sed 's/.*"addr":"//; s/"$//' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "bench: server did not start"; cat "$log"; exit 1; }
+start_server "$out/server.log" 1 "$server_cpu" --auth-failure-rate 0 --clients "$out/clients.yaml"
 url="https://$addr"
 # Wait until the clients serve.
 for _ in $(seq 1 100); do
@@ -75,25 +50,16 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$pid/stat"; }
-
 # run NAME SCRIPT [BODIES]: prints "NAME requests cpu_seconds"
 run() {
-  local name=$1 script=$2 bodies=${3:-}
-  local before after
-  before=$(cpu_seconds)
-  BODIES=$bodies $wrk_cpu wrk -t1 -c"$connections" -d"${seconds}s" -s "$script" "$url" >"$out/wrk-$name.txt"
-  after=$(cpu_seconds)
-  if grep -q "Non-2xx" "$out/wrk-$name.txt"; then
-    echo "bench: $name: the server answered errors (pool exhausted? raise BENCH_POOL)" >&2
-    grep "Non-2xx" "$out/wrk-$name.txt" >&2
-    exit 1
-  fi
-  echo "$name $(awk '/requests in/ { print $1 }' "$out/wrk-$name.txt") $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+  local name=$1 script=$2 bodies=${3:-} result
+  result=$(BODIES=$bodies wrk_per_cpu "$pid" "$out/wrk-$name.txt" \
+    $load_cpu wrk -t1 -c"$connections" -d"${seconds}s" -s "$script" "$url")
+  echo "$name $result"
 }
 
 echo "bench: warming up"
-$wrk_cpu wrk -t1 -c"$connections" -d3s -s tests/bench/token.lua "$url" >/dev/null
+$load_cpu wrk -t1 -c"$connections" -d3s -s tests/bench/token.lua "$url" >/dev/null
 results=$out/results.txt
 {
   run secret tests/bench/token.lua

@@ -17,23 +17,25 @@
 #     against rustls's own server-side handshake cost on the same core;
 #   - latency p50/p99 at half of the measured saturation rate (open loop, fixed rate) for RS256
 #     and EdDSA tokens.
-# The VM's speed drifts by several percent over minutes: each ratio's two sides are measured
-# back to back on the same core (raw signatures right before and right after the token loads
-# they are compared with).
-# Environment: BENCH_SECONDS (per load, default 10), BENCH_CONNECTIONS (16).
+# This VM's speed drifts by tens of percent over minutes, so a ratio whose two sides are
+# measured minutes apart says little. Every ratio is therefore also taken as the median of five
+# short samples (BENCH_SAMPLES), each measuring both sides seconds apart and symmetrically
+# around the load (reference, load, reference), so a drift within a sample cancels to first
+# order:
+#   ratio B: raw RS256, RS256 tokens, raw RS256;
+#   ratio A: raw Ed25519, GET, EdDSA tokens, GET, raw Ed25519;
+#   2-core:  one worker, two workers, one worker (two servers up side by side).
+# The goals are judged on the medians; the one-shot table is printed for the absolute figures.
+# Environment: BENCH_SECONDS (per load of the table, default 10), BENCH_SAMPLE_SECONDS (per
+# load of a sample, default 4), BENCH_SAMPLES (5), BENCH_CONNECTIONS (16).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tests/bench/lib.sh
 
 seconds=${BENCH_SECONDS:-10}
+sample=${BENCH_SAMPLE_SECONDS:-4}
 connections=${BENCH_CONNECTIONS:-16}
-out=target/bench
-mkdir -p "$out"
 : >"$out/figures.txt"
-
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk (Debian package)"
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
 
 cargo build --release -p latchkey --quiet
 bench_bin() { # the executable of a cargo bench target
@@ -45,123 +47,130 @@ sign_rate_bin=$(bench_bin latchkey-core sign_rate)
 loadgen_bin=$(bench_bin latchkey-server loadgen)
 [ -x "$sign_rate_bin" ] && [ -x "$loadgen_bin" ] || { echo "bench: benchmark binaries not found"; exit 1; }
 
-server_cpu=""; load_cpu=""; two_cpus=""
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu="taskset -c 0"; load_cpu="taskset -c 1"; two_cpus="taskset -c 0,1"
-fi
-mode="server: 1 worker on CPU 0, load on CPU 1"
-[ -n "$server_cpu" ] || mode="one CPU: server and load share it"
-
-pids=(); dirs=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  for d in "${dirs[@]}"; do rm -rf "$d"; done
-}
-trap cleanup EXIT
-
-# start_server ALG WORKERS PIN: starts latchkey, sets $pid $addr $ca
-start_server() {
-  local alg=$1 workers=$2 pin=$3 state log
-  state=$(mktemp -d); dirs+=("$state")
-  log="$out/server-$alg-$workers.log"
-  env TOKIO_WORKER_THREADS="$workers" $pin target/release/latchkey standalone --state-dir "$state" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json --key-alg "$alg" \
-    >"$log" 2>&1 &
-  pid=$!; pids+=("$pid")
-  addr=""
-  for _ in $(seq 1 200); do
-    addr=$(grep -o '"message":"listening","listener":"token","addr":"[^"]*"' "$log" | sed 's/.*"addr":"//; s/"$//' || true)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "bench: server did not start"; cat "$log"; exit 1; }
-  ca="$state/tls.crt"
-}
-stop_server() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$pid/stat"; }
 figure() { echo "$1=$2" | tee -a "$out/figures.txt"; }
-
-# load NAME KIND PIN: wrk at saturation for $seconds; figures NAME_per_cpu_s and NAME_rps
-load() {
-  local name=$1 kind=$2 pin=$3 script="" path="" before after n
-  if [ "$kind" = token ]; then script="-s tests/bench/token.lua"; else path="/.well-known/oauth-authorization-server/token"; fi
-  $pin wrk -t1 -c"$connections" -d2s $script "https://$addr$path" >/dev/null
-  before=$(cpu_seconds)
-  $pin wrk -t1 -c"$connections" -d"${seconds}s" --latency $script "https://$addr$path" >"$out/wrk-$name.txt"
-  after=$(cpu_seconds)
-  if grep -q "Non-2xx" "$out/wrk-$name.txt"; then echo "bench: errors under load ($name)"; cat "$out/wrk-$name.txt"; exit 1; fi
-  n=$(awk '/requests in/ { print $1 }' "$out/wrk-$name.txt")
-  figure "${name}_rps" "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$out/wrk-$name.txt")"
-  figure "${name}_per_cpu_s" "$(awk -v n="$n" -v a="$after" -v b="$before" 'BEGIN { printf "%.0f", n / (a - b) }')"
-}
 get() { sed -n "s/^$1=//p" "$out/figures.txt" | tail -1; }
+samples=${BENCH_SAMPLES:-5}
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# all NAME: the figures NAME_1 … NAME_$samples, space-separated.
+all() { local i; for i in $(seq 1 "$samples"); do printf '%s ' "$(get "$1_$i")"; done; }
 
-# Raw signature rates drift with the VM's speed over minutes, so each ratio's two sides are
-# measured back to back: signatures, RS256 tokens, signatures, GET + EdDSA + ES256 tokens,
-# signatures. Ratio B uses the mean of the first two, ratio A the mean of the last two.
+# serve ALG WORKERS PIN: a server for this script's loads (sets $pid $addr $ca).
+serve() { start_server "$out/server-$1-$2.log" "$2" "$3" --key-alg "$1"; }
+
+# load NAME KIND PIN SECONDS [THREADS]: wrk at saturation against $addr / $pid; figures
+# NAME_per_cpu_s and NAME_rps. KIND is token (the seed request) or get (the metadata).
+load() {
+  local name=$1 kind=$2 pin=$3 secs=$4 threads=${5:-1} script="" path="" result
+  if [ "$kind" = token ]; then script="-s tests/bench/token.lua"; else path="/.well-known/oauth-authorization-server/token"; fi
+  # A warm-up on a fresh server; the samples' later loads run on a warm one (WARM=0), so
+  # the sides of a sample stay seconds apart.
+  [ "${WARM:-2}" = 0 ] || $pin wrk -t"$threads" -c"$connections" -d"${WARM:-2}s" $script "https://$addr$path" >/dev/null
+  result=$(wrk_per_cpu "$pid" "$out/wrk-$name.txt" \
+    $pin wrk -t"$threads" -c"$connections" -d"${secs}s" --latency $script "https://$addr$path")
+  figure "${name}_rps" "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$out/wrk-$name.txt")"
+  figure "${name}_per_cpu_s" "$(echo "$result" | awk '{ printf "%.0f", $1 / $2 }')"
+}
+
+# warm KIND PIN: 2 s of load on a fresh server before its samples.
+warm() {
+  local script="" path=""
+  if [ "$1" = token ]; then script="-s tests/bench/token.lua"; else path="/.well-known/oauth-authorization-server/token"; fi
+  $2 wrk -t1 -c"$connections" -d2s $script "https://$addr$path" >/dev/null
+}
+
 sign_rates() { # SUFFIX: one run of the signature benchmark on the server's core
   SIGN_RATE_SECONDS=${SIGN_RATE_SECONDS:-3} $server_cpu "$sign_rate_bin" | sed "s/=/$1=/" | tee -a "$out/figures.txt"
 }
+raw() { # rs256|es256|ed25519: a 2 s raw rate on the server's core
+  SIGN_RATE_ONLY=$1 SIGN_RATE_SECONDS=2 $server_cpu "$sign_rate_bin" | sed -n "s/^$1_raw_signs_per_cpu_second=//p"
+}
+
 echo "bench: tokens, the GET floor and raw signatures, one worker ($mode), ${seconds}s per load"
 sign_rates _s1
-start_server RS256 1 "$server_cpu"
-load token_RS256 token "$load_cpu"
-stop_server
+serve RS256 1 "$server_cpu"
+load token_RS256 token "$load_cpu" "$seconds"
+stop_server "$pid"
 sign_rates _s2
-start_server EdDSA 1 "$server_cpu"
-load get get "$load_cpu"
-load token_EdDSA token "$load_cpu"
-stop_server
-start_server ES256 1 "$server_cpu"
-load token_ES256 token "$load_cpu"
-stop_server
+serve EdDSA 1 "$server_cpu"
+load get get "$load_cpu" "$seconds"
+load token_EdDSA token "$load_cpu" "$seconds"
+stop_server "$pid"
+serve ES256 1 "$server_cpu"
+load token_ES256 token "$load_cpu" "$seconds"
+stop_server "$pid"
 sign_rates _s3
 
-# Ratio B again, as the median of three short sandwiches (raw RS256, tokens, raw RS256) on one
-# server: on a VM whose speed drifts, a ratio's sides are best measured seconds apart.
-echo "bench: ratio B three times back to back, median"
-start_server RS256 1 "$server_cpu"
-raw_rs256() { SIGN_RATE_ONLY=rs256 SIGN_RATE_SECONDS=2 $server_cpu "$sign_rate_bin" | sed -n 's/^rs256_raw_signs_per_cpu_second=//p'; }
-for i in 1 2 3; do
-  r1=$(raw_rs256)
-  load "token_RS256_b$i" token "$load_cpu"
-  r2=$(raw_rs256)
+echo "bench: ratio B, $samples samples (raw RS256, tokens, raw RS256), ${sample}s loads"
+serve RS256 1 "$server_cpu"
+warm token "$load_cpu"
+for i in $(seq 1 "$samples"); do
+  r1=$(raw rs256)
+  WARM=0 load "token_RS256_b$i" token "$load_cpu" "$sample"
+  r2=$(raw rs256)
   figure "ratio_b_$i" "$(awk -v t="$(get "token_RS256_b${i}_per_cpu_s")" -v a="$r1" -v b="$r2" 'BEGIN { printf "%.3f", t / ((a + b) / 2) }')"
 done
-stop_server
-figure ratio_b_median "$(for i in 1 2 3; do get "ratio_b_$i"; done | sort -n | sed -n 2p)"
+stop_server "$pid"
+figure ratio_b_median "$(median $(all ratio_b))"
+figure ratio_b_all "$(all ratio_b)"
 
-echo "bench: two workers on two cores (load shares them)"
-start_server EdDSA 2 "$two_cpus"
-load token_EdDSA_2core token "$two_cpus"
-stop_server
+echo "bench: ratio A, $samples samples (raw Ed25519, GET, EdDSA tokens, GET, raw Ed25519), ${sample}s loads"
+serve EdDSA 1 "$server_cpu"
+warm get "$load_cpu"; warm token "$load_cpu"
+for i in $(seq 1 "$samples"); do
+  e1=$(raw ed25519)
+  WARM=0 load "get_a${i}_1" get "$load_cpu" "$sample"
+  WARM=0 load "token_EdDSA_a$i" token "$load_cpu" "$sample"
+  WARM=0 load "get_a${i}_2" get "$load_cpu" "$sample"
+  e2=$(raw ed25519)
+  figure "ratio_a_$i" "$(awk -v t="$(get "token_EdDSA_a${i}_per_cpu_s")" -v g1="$(get "get_a${i}_1_per_cpu_s")" \
+    -v g2="$(get "get_a${i}_2_per_cpu_s")" -v e1="$e1" -v e2="$e2" \
+    'BEGIN { g = (g1 + g2) / 2; e = (e1 + e2) / 2; printf "%.3f", t / (1 / (1 / g + 1 / e)) }')"
+done
+stop_server "$pid"
+figure ratio_a_median "$(median $(all ratio_a))"
+figure ratio_a_all "$(all ratio_a)"
+
+echo "bench: two workers on two cores (the load shares them), $samples samples (1, 2, 1 workers)"
+serve EdDSA 1 "$server_cpu"; one_pid=$pid; one_addr=$addr
+serve EdDSA 2 "$two_cpus"; two_pid=$pid; two_addr=$addr
+pid=$two_pid addr=$two_addr load token_EdDSA_2core token "$two_cpus" "$seconds" 2
+pid=$one_pid addr=$one_addr warm token "$load_cpu"
+for i in $(seq 1 "$samples"); do
+  WARM=0 pid=$one_pid addr=$one_addr load "token_EdDSA_c${i}_1" token "$load_cpu" "$sample"
+  WARM=0 pid=$two_pid addr=$two_addr load "token_EdDSA_c${i}_2core" token "$two_cpus" "$sample" 2
+  WARM=0 pid=$one_pid addr=$one_addr load "token_EdDSA_c${i}_1b" token "$load_cpu" "$sample"
+  figure "scaling_$i" "$(awk -v t="$(get "token_EdDSA_c${i}_2core_per_cpu_s")" -v a="$(get "token_EdDSA_c${i}_1_per_cpu_s")" \
+    -v b="$(get "token_EdDSA_c${i}_1b_per_cpu_s")" 'BEGIN { printf "%.3f", t / ((a + b) / 2) }')"
+done
+stop_server "$one_pid"; stop_server "$two_pid"
+figure scaling_median "$(median $(all scaling))"
+figure scaling_all "$(all scaling)"
 
 echo "bench: TLS handshakes, a new connection per request"
 $server_cpu "$loadgen_bin" rustls 3 | tee -a "$out/figures.txt"
-start_server EdDSA 1 "$server_cpu"
+serve EdDSA 1 "$server_cpu"
 for kind in full resumed; do
-  before=$(cpu_seconds)
+  before=$(cpu_seconds "$pid")
   $load_cpu "$loadgen_bin" handshakes "$addr" "$seconds" 8 "$kind" "$ca" >"$out/handshakes-$kind.txt"
-  after=$(cpu_seconds)
+  after=$(cpu_seconds "$pid")
   cat "$out/handshakes-$kind.txt"
   n=$(sed -n 's/^connections=//p' "$out/handshakes-$kind.txt")
   figure "handshakes_${kind}_resumed" "$(sed -n 's/^resumed=//p' "$out/handshakes-$kind.txt")"
   figure "handshakes_${kind}_per_cpu_s" "$(awk -v n="$n" -v a="$after" -v b="$before" 'BEGIN { printf "%.0f", n / (a - b) }')"
 done
-stop_server
+stop_server "$pid"
 
 echo "bench: latency at half of saturation (open loop)"
 for alg in RS256 EdDSA; do
-  start_server "$alg" 1 "$server_cpu"
+  serve "$alg" 1 "$server_cpu"
   half=$(awk -v r="$(get "token_${alg}_rps")" 'BEGIN { printf "%.0f", r / 2 }')
   $load_cpu "$loadgen_bin" rate "$addr" "$half" "$seconds" "$connections" token "$ca" >"$out/rate-$alg.txt"
   figure "half_${alg}_rps" "$(sed -n 's/^achieved_rps=//p' "$out/rate-$alg.txt")"
   figure "half_${alg}_errors" "$(sed -n 's/^errors=//p' "$out/rate-$alg.txt")"
   figure "half_${alg}_p50_ms" "$(sed -n 's/^p50_ms=//p' "$out/rate-$alg.txt")"
   figure "half_${alg}_p99_ms" "$(sed -n 's/^p99_ms=//p' "$out/rate-$alg.txt")"
-  stop_server
+  stop_server "$pid"
 done
-
 f="$out/figures.txt"
 awk -F= -v s="$seconds" -v mode="$mode" '
   { v[$1] = $2 }
@@ -181,10 +190,11 @@ awk -F= -v s="$seconds" -v mode="$mode" '
     printf "%-44s %10.0f %10.0f\n", "ES256 tokens", v["token_ES256_per_cpu_s"], v["token_ES256_rps"]
     printf "%-44s %10.0f %10.0f\n", "RS256 tokens", v["token_RS256_per_cpu_s"], v["token_RS256_rps"]
     ideal = 1 / (1 / get + 1 / ed)
-    printf "ratio A  EdDSA tokens / (1/(GET + Ed25519))  %.3f  (goal >= 0.8; ideal %.0f/CPU-s)\n", v["token_EdDSA_per_cpu_s"] / ideal, ideal
-    printf "ratio B  RS256 tokens / raw RS256             %.3f  (goal >= 0.9)\n", v["token_RS256_per_cpu_s"] / rs
-    printf "ratio B, median of 3 back-to-back samples     %.3f  (%s, %s, %s)\n", v["ratio_b_median"], v["ratio_b_1"], v["ratio_b_2"], v["ratio_b_3"]
-    printf "2-core scaling (EdDSA, per CPU-s 2 / 1)       %.3f  (%.0f tokens/s on 2 workers, load sharing the cores)\n", v["token_EdDSA_2core_per_cpu_s"] / v["token_EdDSA_per_cpu_s"], v["token_EdDSA_2core_rps"]
+    printf "%-44s %10.0f %10.0f\n", "EdDSA tokens, 2 workers on 2 cores", v["token_EdDSA_2core_per_cpu_s"], v["token_EdDSA_2core_rps"]
+    printf "one shot (sides minutes apart): ratio A %.3f, ratio B %.3f, 2-core %.3f\n", v["token_EdDSA_per_cpu_s"] / ideal, v["token_RS256_per_cpu_s"] / rs, v["token_EdDSA_2core_per_cpu_s"] / v["token_EdDSA_per_cpu_s"]
+    printf "ratio A  EdDSA tokens / (1/(GET + Ed25519))  %.3f  median of (%s)  goal >= 0.8\n", v["ratio_a_median"], v["ratio_a_all"]
+    printf "ratio B  RS256 tokens / raw RS256             %.3f  median of (%s)  goal >= 0.9\n", v["ratio_b_median"], v["ratio_b_all"]
+    printf "2-core   EdDSA per CPU-s, 2 workers / 1       %.3f  median of (%s)  goal >= 0.9\n", v["scaling_median"], v["scaling_all"]
     printf "TLS full handshakes per CPU-s                 %.0f  (rustls alone: %.0f, ratio %.3f)\n", v["handshakes_full_per_cpu_s"], v["rustls_full_handshakes_per_cpu_second"], v["handshakes_full_per_cpu_s"] / v["rustls_full_handshakes_per_cpu_second"]
     printf "TLS resumed handshakes per CPU-s              %.0f  (rustls alone: %.0f, ratio %.3f; %d resumed)\n", v["handshakes_resumed_per_cpu_s"], v["rustls_resumed_handshakes_per_cpu_second"], v["handshakes_resumed_per_cpu_s"] / v["rustls_resumed_handshakes_per_cpu_second"], v["handshakes_resumed_resumed"]
     printf "RS256 at half saturation (%5.0f/s)            p50 %s ms, p99 %s ms, %d errors\n", v["half_RS256_rps"], v["half_RS256_p50_ms"], v["half_RS256_p99_ms"], v["half_RS256_errors"]

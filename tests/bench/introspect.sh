@@ -11,20 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+source tests/bench/lib.sh
+
 seconds=${BENCH_SECONDS:-20}
 connections=${BENCH_CONNECTIONS:-16}
-out=target/bench
-mkdir -p "$out"
-command -v wrk >/dev/null || { echo "bench: wrk is missing (bench.sh installs it)"; exit 1; }
 cargo build --release -p latchkey --quiet
 
-server_cpu=""; wrk_cpu=""; threads=""
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu="taskset -c 0"; wrk_cpu="taskset -c 1"; threads="TOKIO_WORKER_THREADS=1"
-fi
-
-state=$(mktemp -d)
-cat > "$state/clients.yaml" <<'YAML'
+clients=$(mktemp -d); bench_dirs+=("$clients")
+cat > "$clients/clients.yaml" <<'YAML'
 apiVersion: latchkey.dev/v1alpha1
 kind: OAuthClient
 metadata: { name: gw }
@@ -45,21 +39,7 @@ kind: Secret
 metadata: { name: rs }
 stringData: { clientSecret: rs-secret }
 YAML
-log="$out/introspect-server.log"
-env $threads $server_cpu target/release/latchkey standalone --state-dir "$state/state" \
-  --clients "$state/clients.yaml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --log-format json >"$log" 2>&1 &
-pid=$!
-cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$state"; }
-trap cleanup EXIT
-
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o '"message":"listening","listener":"token","addr":"[^"]*"' "$log" | sed 's/.*"addr":"//; s/"$//' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "bench: server did not start"; cat "$log"; exit 1; }
+start_server "$out/introspect-server.log" 1 "$server_cpu" --clients "$clients/clients.yaml"
 url="https://$addr"
 token=$(curl -sk -u gw:gw-secret -d grant_type=client_credentials "$url/oauth2/token" \
   | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
@@ -67,7 +47,7 @@ token=$(curl -sk -u gw:gw-secret -d grant_type=client_credentials "$url/oauth2/t
 active=$(curl -sk -u rs:rs-secret --data-urlencode "token=$token" "$url/oauth2/introspect")
 case "$active" in *'"active":true'*) ;; *) echo "bench: the token is not active: $active"; exit 1;; esac
 
-lua="$state/introspect.lua"
+lua="$clients/introspect.lua"
 cat > "$lua" <<LUA
 wrk.method = "POST"
 wrk.path = "/oauth2/introspect"
@@ -76,21 +56,15 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic $(printf 'rs:rs-secret' | base64)"
 LUA
 
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$pid/stat"; }
-
-$wrk_cpu wrk -t1 -c"$connections" -d3s -s "$lua" "$url" >/dev/null
-before=$(cpu_seconds)
-$wrk_cpu wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$lua" "$url" | tee "$out/introspect-wrk.txt"
-after=$(cpu_seconds)
-if grep -q "Non-2xx" "$out/introspect-wrk.txt"; then
-  echo "bench: the server answered errors under load"; exit 1
-fi
-requests=$(awk '/requests in/ { print $1 }' "$out/introspect-wrk.txt")
+$load_cpu wrk -t1 -c"$connections" -d3s -s "$lua" "$url" >/dev/null
+result=$(wrk_per_cpu "$pid" "$out/introspect-wrk.txt" \
+  $load_cpu wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$lua" "$url")
+read -r requests cpu <<<"$result"
+cat "$out/introspect-wrk.txt"
 rps=$(awk '/Requests\/sec/ { print $2 }' "$out/introspect-wrk.txt")
 p50=$(awk '/^ +50%/ { print $2 }' "$out/introspect-wrk.txt")
 p99=$(awk '/^ +99%/ { print $2 }' "$out/introspect-wrk.txt")
-awk -v n="$requests" -v rps="$rps" -v a="$after" -v b="$before" -v p50="$p50" -v p99="$p99" -v s="$seconds" 'BEGIN {
-  cpu = a - b
+awk -v n="$requests" -v rps="$rps" -v cpu="$cpu" -v p50="$p50" -v p99="$p99" -v s="$seconds" 'BEGIN {
   printf "\n== Latchkey introspection benchmark (RS256 token, TLS 1.3, keep-alive, %ss) ==\n", s
   printf "introspections             %d\n", n
   printf "introspections/s           %.0f\n", rps

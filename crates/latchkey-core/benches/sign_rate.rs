@@ -44,6 +44,39 @@ fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
     }
 }
 
+/// The bare RS256 signature of aws-lc-rs.
+fn raw_rs256(budget: Duration, pkcs8: &[u8], rng: &SystemRandom, message: &[u8]) -> f64 {
+    let pair = rsa::KeyPair::from_pkcs8(pkcs8).unwrap();
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    rate(budget, || {
+        pair.sign(&signature::RSA_PKCS1_SHA256, rng, message, &mut sig)
+            .unwrap();
+    })
+}
+
+/// The bare ES256 signature.
+fn raw_es256(budget: Duration, rng: &SystemRandom, message: &[u8]) -> f64 {
+    let es = KeyMaterial::generate(SigningAlgorithm::ES256, 0).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pem::parse(es.to_pem()).unwrap().into_contents(),
+    )
+    .unwrap();
+    rate(budget, || {
+        std::hint::black_box(pair.sign(rng, message).unwrap());
+    })
+}
+
+/// The bare Ed25519 signature.
+fn raw_ed25519(budget: Duration, message: &[u8]) -> f64 {
+    let ed = KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap();
+    let pair =
+        Ed25519KeyPair::from_pkcs8(&pem::parse(ed.to_pem()).unwrap().into_contents()).unwrap();
+    rate(budget, || {
+        std::hint::black_box(pair.sign(message));
+    })
+}
+
 fn main() {
     let secs: u64 = std::env::var("SIGN_RATE_SECONDS")
         .ok()
@@ -53,38 +86,28 @@ fn main() {
     let material = KeyMaterial::generate(SigningAlgorithm::RS256, 2048).unwrap();
     let pkcs8 = pem::parse(material.to_pem()).unwrap().into_contents();
 
-    // 1. The bare signature over a token-sized message.
-    let pair = rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
     let rng = SystemRandom::new();
     let message = vec![b'a'; 420];
-    let mut sig = vec![0u8; pair.public_modulus_len()];
-    let raw = rate(budget, || {
-        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
-            .unwrap();
-    });
 
-    // SIGN_RATE_ONLY=rs256: just the raw RS256 rate (for short back-to-back samples).
-    if std::env::var("SIGN_RATE_ONLY").as_deref() == Ok("rs256") {
-        println!("rs256_raw_signs_per_cpu_second={raw:.0}");
+    // SIGN_RATE_ONLY=rs256|es256|ed25519: just that raw rate, for the short samples
+    // `bench.sh` takes right beside the loads they are compared with.
+    if let Ok(only) = std::env::var("SIGN_RATE_ONLY") {
+        let raw = match only.as_str() {
+            "rs256" => raw_rs256(budget, &pkcs8, &rng, &message),
+            "es256" => raw_es256(budget, &rng, &message),
+            "ed25519" => raw_ed25519(budget, &message),
+            other => panic!("SIGN_RATE_ONLY={other}: use rs256, es256 or ed25519"),
+        };
+        println!("{only}_raw_signs_per_cpu_second={raw:.0}");
         return;
     }
 
-    // The bare ES256 and Ed25519 signatures.
+    // 1. The bare signatures over a token-sized message.
+    let raw = raw_rs256(budget, &pkcs8, &rng, &message);
+    let es_raw = raw_es256(budget, &rng, &message);
+    let ed_raw = raw_ed25519(budget, &message);
     let es = KeyMaterial::generate(SigningAlgorithm::ES256, 0).unwrap();
-    let es_pair = EcdsaKeyPair::from_pkcs8(
-        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        &pem::parse(es.to_pem()).unwrap().into_contents(),
-    )
-    .unwrap();
-    let es_raw = rate(budget, || {
-        std::hint::black_box(es_pair.sign(&rng, &message).unwrap());
-    });
     let ed = KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap();
-    let ed_pair =
-        Ed25519KeyPair::from_pkcs8(&pem::parse(ed.to_pem()).unwrap().into_contents()).unwrap();
-    let ed_raw = rate(budget, || {
-        std::hint::black_box(ed_pair.sign(&message));
-    });
 
     // 2. Latchkey's mint: claims, JSON, jti, base64 and the signature.
     let client = ClientRecord::new(ClientSpec {
