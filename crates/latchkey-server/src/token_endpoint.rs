@@ -247,9 +247,10 @@ async fn by_assertion(
 ) -> Result<latchkey_core::IssuedToken, OAuthError> {
     seen.auth = AuthMethod::Assertion;
     let presented = client_auth::presented_assertion(headers, form, &mut seen.client_id)?;
+    let registry = app.issuer.registry();
     // Issue 12: a public client has no keys; say so rather than that a key did not fit.
     if let Some(id) = presented.client_id.as_deref()
-        && app.issuer.registry().get(id).is_some_and(|c| c.is_public())
+        && registry.get(id).is_some_and(|c| c.is_public())
     {
         return Err(latchkey_core::token_endpoint_auth::public_client_sent_assertion());
     }
@@ -265,7 +266,6 @@ async fn by_assertion(
         ));
     };
     let now = SystemTime::now();
-    let registry = app.issuer.registry();
     let outcome = assertions
         .authenticate(
             &registry,
