@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit e2e interop image image-test lint fmt bench clean fuzz
+.PHONY: all build run test unit e2e interop image image-test lint fmt bench clean fuzz browser
 
 include tests/testenv/testenv.mk
 
@@ -17,8 +17,8 @@ build:
 run:
 	$(CARGO) run --release -p latchkey -- standalone $(RUN_ARGS)
 
-## test: the whole suite — unit, whole-process, interop, image and end-to-end tests
-test: unit interop image-test e2e
+## test: the whole suite — unit, whole-process, interop, browser, image and end-to-end tests
+test: unit interop browser image-test e2e
 
 ## image: OCI image archive target/image/latchkey.tar of the release binary, built by crane
 ## (go-containerregistry, from the Go module proxy into target/image/bin); no container engine
@@ -38,6 +38,11 @@ image-test: image
 ## over TLS (tests/interop/run.sh; downloads cached under target/interop)
 interop:
 	bash tests/interop/run.sh
+
+## browser: headless Chromium (Debian's chromium, driven by playwright-core) walks the sign-in
+## flow against the real binary over TLS; screenshots in target/browser (tests/browser/run.sh)
+browser:
+	bash tests/browser/run.sh
 
 ## unit: pure-logic and whole-process tests (no cluster)
 unit:

@@ -95,6 +95,36 @@ spec:
 YAML
 export INTEROP_PKJWT_ID=pkjwt-client INTEROP_PKJWT_KEY=$work/pkjwt.key
 
+# Issue 12: clients that sign people in, for OpenID Connect relying-party libraries: one
+# confidential (client_secret_basic, with a consent page) and one public (none, first-party).
+# The users are APK's sample ones (admin/admin in org1), served without --users. Nothing
+# listens at the redirect URI: the libraries' scripts play the browser and read the redirect.
+cat >>"$work/clients.yaml" <<'YAML'
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: oidc-web }
+spec:
+  clientId: oidc-web
+  secretRef: { name: creds, key: plain }
+  tokenEndpointAuthMethod: client_secret_basic
+  grantTypes: [authorization_code, refresh_token]
+  scopes: ["orders:read"]
+  redirectUris: ["http://127.0.0.1:9/callback"]
+---
+apiVersion: latchkey.dev/v1alpha1
+kind: OAuthClient
+metadata: { name: oidc-spa }
+spec:
+  clientId: oidc-spa
+  tokenEndpointAuthMethod: none
+  grantTypes: [authorization_code, refresh_token]
+  scopes: ["orders:read"]
+  redirectUris: ["http://127.0.0.1:9/callback"]
+  firstParty: true
+YAML
+export INTEROP_OIDC='{"redirect_uri":"http://127.0.0.1:9/callback","clients":{"basic":{"id":"oidc-web","secret":"Plain-Secret_0123456789"},"none":{"id":"oidc-spa"}}}'
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # One server per algorithm; thumbprint kids, a 1 s JWKS cache period so a rotation is quick.

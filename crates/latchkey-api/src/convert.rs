@@ -99,6 +99,8 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     }
     // Issue 11: client authentication by assertion.
     crate::assertion_spec::validate(spec)?;
+    // Issue 12: the token endpoint auth method (public clients).
+    crate::auth_method::validate(spec)?;
     // Issue 13: secret rotation.
     if let Some(p) = &spec.previous_secret {
         if !is_secret_key(&p.key) {
@@ -231,6 +233,7 @@ pub fn client_spec(
         post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
         first_party: spec.first_party,
         allowed_organizations: spec.allowed_organizations.clone(),
+        token_endpoint_auth_method: spec.token_endpoint_auth_method.map(Into::into),
     })
 }
 

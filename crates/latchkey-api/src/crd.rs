@@ -423,6 +423,39 @@ pub(crate) mod tests {
         );
     }
 
+    // Issue 12: public clients.
+    #[test]
+    fn token_endpoint_auth_method_rules() {
+        let spec = spec_schema();
+        let p = &spec["properties"]["tokenEndpointAuthMethod"];
+        assert_eq!(p["type"], json!("string"));
+        assert_eq!(
+            p["enum"],
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none",
+                null
+            ])
+        );
+        let rules = rules_at(&spec);
+        for (rule, message) in crate::auth_method::SPEC_RULES {
+            assert!(
+                rules.contains(&(rule.to_owned(), message.to_owned())),
+                "{message}"
+            );
+        }
+        rejected(
+            "tokenEndpointAuthMethod: none\nclientId: spa\ngrantTypes: [authorization_code]",
+            "spec",
+        );
+        accepted(
+            "tokenEndpointAuthMethod: none\nclientId: spa\ngrantTypes: [authorization_code]\n\
+             redirectUris: ['https://spa.example.com/cb']",
+        );
+    }
+
     /// Keywords a CRD schema may not use anywhere.
     const NEVER: [&str; 10] = [
         "$ref",

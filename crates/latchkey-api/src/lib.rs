@@ -6,6 +6,8 @@
 //! (standalone), so one set of manifests serves both modes.
 
 pub mod assertion_spec;
+// Issue 12: public clients.
+pub mod auth_method;
 pub mod convert;
 pub mod crd;
 pub mod duration;

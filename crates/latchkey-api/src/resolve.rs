@@ -643,9 +643,9 @@ fn decide(
         );
     }
     // Issue 11: client authentication by assertion. Without a Secret, the client
-    // authenticates only by assertion: no credentials to read or generate.
-    if client.spec.secret_ref.is_none() && crate::assertion_spec::has_assertion_trust(&client.spec)
-    {
+    // authenticates only by assertion: no credentials to read or generate. Issue 12: nor
+    // for a public client, which has none.
+    if crate::auth_method::has_no_secret(&client.spec) {
         let Some(client_id) = claimed else {
             let state = ClientState::InvalidSpec(
                 crate::assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE.to_owned(),
@@ -745,8 +745,8 @@ fn decide(
 }
 
 // Issue 11: client authentication by assertion.
-/// A client that authenticates only by assertion: registered with a secret no request can
-/// match.
+/// A client that authenticates only by assertion, or a public one: registered with a secret
+/// no request can match.
 fn secretless(
     client: &Arc<OAuthClient>,
     key: &ObjKey,
@@ -1120,6 +1120,39 @@ mod tests {
         let record = ix.registry().get("ci").unwrap();
         assert!(record.assertion_trust().jwks_uri.is_some());
         assert!(!authenticates(&mut ix, "ci", ""));
+    }
+
+    // Issue 12: public clients.
+    #[test]
+    fn a_public_client_registers_without_any_secret_and_none_is_generated() {
+        let mut ix = ClientIndex::default();
+        let mut s = spec(Some("spa"), None);
+        s.token_endpoint_auth_method = Some(crate::auth_method::TokenEndpointAuthMethodName::None);
+        s.grant_types = vec![
+            crate::types::GrantTypeName::AuthorizationCode,
+            crate::types::GrantTypeName::RefreshToken,
+        ];
+        s.redirect_uris = vec!["http://127.0.0.1:8400/cb".into()];
+        ix.apply(client("apps", "spa", s.clone(), 1));
+        // Secrets listed and none there: a confidential client would now ask for one.
+        ix.replace_secrets(None, vec![], &[]);
+        ix.mark_secrets_listed();
+        ix.resolve();
+        assert_eq!(state_of(&mut ix, "spa"), ClientState::Registered);
+        assert_eq!(ix.to_create().count(), 0, "no credentials are generated");
+        let record = ix.registry().get("spa").unwrap();
+        assert!(record.is_public());
+        assert!(ix.registry().public_client("spa").is_ok());
+        assert!(!authenticates(&mut ix, "spa", ""));
+        // The same spec without the method is a confidential client: credentials are made.
+        s.token_endpoint_auth_method = None;
+        s.grant_types = vec![crate::types::GrantTypeName::AuthorizationCode];
+        ix.apply(client("apps", "spa", s, 1));
+        ix.resolve();
+        let create: Vec<_> = ix.to_create().collect();
+        assert_eq!(create.len(), 1);
+        assert_eq!(create[0].secret_name, "spa-credentials");
+        assert!(ix.registry().public_client("spa").is_err());
     }
 
     #[test]

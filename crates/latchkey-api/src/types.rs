@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    assertion_spec,
+    assertion_spec, auth_method,
     rules::{self, *},
 };
 
@@ -41,6 +41,21 @@ use crate::{
     .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
 #[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
     .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
+// Issue 12: the token endpoint auth method (public clients).
+#[x_kube(validation = Rule::new(auth_method::PUBLIC_NO_SECRET)
+    .message(auth_method::PUBLIC_NO_SECRET_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::PUBLIC_NEEDS_ID)
+    .message(auth_method::PUBLIC_NEEDS_ID_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::PUBLIC_NEEDS_REDIRECT)
+    .message(auth_method::PUBLIC_NEEDS_REDIRECT_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::PUBLIC_GRANTS)
+    .message(auth_method::PUBLIC_GRANTS_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::PUBLIC_NO_CREDENTIALS)
+    .message(auth_method::PUBLIC_NO_CREDENTIALS_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::SECRET_METHOD_ONLY)
+    .message(auth_method::SECRET_METHOD_ONLY_MESSAGE))]
+#[x_kube(validation = Rule::new(auth_method::PRIVATE_KEY_JWT_ONLY)
+    .message(auth_method::PRIVATE_KEY_JWT_ONLY_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClientSpec {
     /// The client id: printable ASCII (spaces and ':' included), at most 256 characters. Omitted:
@@ -165,6 +180,13 @@ pub struct OAuthClientSpec {
         )
     )]
     pub allowed_organizations: Vec<String>,
+    /// The one method the client authenticates with at the token endpoint (RFC 7591):
+    /// client_secret_basic, client_secret_post, private_key_jwt, or none for a public client
+    /// (a browser or native app: no secret, client_id alone, PKCE S256 required, only the
+    /// authorization_code and refresh_token grants). Omitted: whatever the client has
+    /// credentials for (its secret by HTTP Basic or the form, or an assertion it trusts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<auth_method::TokenEndpointAuthMethodName>,
 }
 
 // Issue 13: secret rotation with a grace period.

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::{CoreError, GrantType, ScopePolicy, SecretDigest, assertion::AssertionTrust};
+use crate::{
+    CoreError, GrantType, ScopePolicy, SecretDigest, assertion::AssertionTrust,
+    token_endpoint_auth::TokenEndpointAuthMethod,
+};
 
 /// Claim names a client's static claims may not set: RFC 7519's registered names and the ones
 /// the token contract fills itself.
@@ -55,6 +58,9 @@ pub struct ClientSpec {
     pub first_party: bool,
     /// Organizations whose users may sign in to the client; empty: any.
     pub allowed_organizations: Vec<String>,
+    /// The one method the client authenticates with; `None`: any it has credentials for.
+    /// `Some(TokenEndpointAuthMethod::None)` is a public client.
+    pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
 }
 
 impl Default for ClientSpec {
@@ -82,6 +88,7 @@ impl Default for ClientSpec {
             post_logout_redirect_uris: Vec::new(),
             first_party: false,
             allowed_organizations: Vec::new(),
+            token_endpoint_auth_method: None,
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct ClientRecord {
     post_logout_redirect_uris: Vec<String>,
     first_party: bool,
     allowed_organizations: Vec<String>,
+    token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
 }
 
 /// Whether `id` is a client id of RFC 6749 Appendix A: `VSCHAR` (%x20-7E), spaces and ':'
@@ -187,6 +195,7 @@ impl ClientRecord {
             post_logout_redirect_uris: spec.post_logout_redirect_uris,
             first_party: spec.first_party,
             allowed_organizations: spec.allowed_organizations,
+            token_endpoint_auth_method: spec.token_endpoint_auth_method,
         })
     }
 
@@ -289,6 +298,17 @@ impl ClientRecord {
     /// The organizations the client names (empty: any).
     pub fn allowed_organizations(&self) -> &[String] {
         &self.allowed_organizations
+    }
+
+    /// The one method the client authenticates with, if it names one.
+    pub fn token_endpoint_auth_method(&self) -> Option<TokenEndpointAuthMethod> {
+        self.token_endpoint_auth_method
+    }
+
+    /// Whether the client is public (RFC 6749 §2.1): no credentials, `client_id` only, PKCE
+    /// required.
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == Some(TokenEndpointAuthMethod::None)
     }
 }
 

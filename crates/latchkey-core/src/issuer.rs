@@ -8,8 +8,8 @@ use std::{sync::Arc, time::SystemTime};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::{
-    ClientRecord, ErrorCode, GrantType, IssuedToken, KeySet, OAuthError, Registry, TokenSettings,
-    token,
+    ClientRecord, ErrorCode, GrantType, IssuedToken, KeySet, OAuthError, Registry,
+    TokenEndpointAuthMethod, TokenSettings, token,
 };
 
 /// A token request, already taken apart by the transport.
@@ -18,6 +18,9 @@ pub struct TokenRequest<'a> {
     pub grant_type: &'a str,
     pub client_id: &'a str,
     pub client_secret: &'a [u8],
+    /// How the secret came (HTTP Basic or the form): a client that names its method accepts
+    /// only that one.
+    pub method: TokenEndpointAuthMethod,
     /// The `scope` parameter as sent, if any.
     pub scope: Option<&'a str>,
 }
@@ -28,6 +31,7 @@ impl std::fmt::Debug for TokenRequest<'_> {
             .field("grant_type", &self.grant_type)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field("method", &self.method)
             .field("scope", &self.scope)
             .finish()
     }
@@ -80,7 +84,7 @@ impl Issuer {
     pub fn issue(&self, req: TokenRequest<'_>, now: SystemTime) -> Result<IssuedToken, OAuthError> {
         let grant = parse_grant(req.grant_type)?;
         let registry = self.registry.load();
-        let client = registry.authenticate(req.client_id, req.client_secret, now)?;
+        let client = registry.authenticate_by(req.client_id, req.client_secret, req.method, now)?;
         self.issue_to(client, grant, req.scope, now)
     }
 
@@ -163,6 +167,7 @@ mod tests {
             grant_type: grant,
             client_id: id,
             client_secret: secret.as_bytes(),
+            method: TokenEndpointAuthMethod::ClientSecretBasic,
             scope,
         }
     }

@@ -25,6 +25,7 @@ pub mod session_keys;
 pub mod signing;
 pub mod store;
 pub mod token;
+pub mod token_endpoint_auth;
 pub mod user;
 
 pub use client::{ClientRecord, ClientSpec};
@@ -37,6 +38,7 @@ pub use scope::ScopePolicy;
 pub use secret_digest::SecretDigest;
 pub use signing::{KeyMaterial, KeySet, SigningAlgorithm, SigningKey};
 pub use token::{IssuedToken, TokenSettings};
+pub use token_endpoint_auth::TokenEndpointAuthMethod;
 pub use user::{UserDirectory, UserRecord};
 
 /// The APK defaults Latchkey must reproduce exactly in its APK profile.

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::{ClientRecord, CoreError, OAuthError, SecretDigest};
+use crate::{
+    ClientRecord, CoreError, OAuthError, SecretDigest,
+    token_endpoint_auth::{self, TokenEndpointAuthMethod},
+};
 
 /// Every client the token endpoint knows, by client id.
 #[derive(Debug, Clone)]
@@ -104,6 +107,34 @@ impl Registry {
         };
         match record {
             Some(r) if secret_ok && !r.is_disabled() => Ok(r),
+            // A public client has no secret to get wrong: say what it should send instead.
+            Some(r) if r.is_public() && !r.is_disabled() => {
+                Err(token_endpoint_auth::public_client_sent_secret())
+            }
+            _ => Err(OAuthError::client_authentication_failed()),
+        }
+    }
+
+    /// [`Registry::authenticate`] for a secret presented by `method` (HTTP Basic or the
+    /// form), which must be the client's method when it names one.
+    pub fn authenticate_by(
+        &self,
+        client_id: &str,
+        secret: &[u8],
+        method: TokenEndpointAuthMethod,
+        now: SystemTime,
+    ) -> Result<&Arc<ClientRecord>, OAuthError> {
+        let record = self.authenticate(client_id, secret, now)?;
+        token_endpoint_auth::check(record.token_endpoint_auth_method(), method.as_str())?;
+        Ok(record)
+    }
+
+    /// A public client, identified by its id alone (RFC 6749 §2.1; it proves nothing, so
+    /// PKCE binds its codes). Any other client, unknown, confidential or disabled, gets the
+    /// answer a wrong secret gets.
+    pub fn public_client(&self, client_id: &str) -> Result<&Arc<ClientRecord>, OAuthError> {
+        match self.clients.get(client_id) {
+            Some(r) if r.is_public() && !r.is_disabled() => Ok(r),
             _ => Err(OAuthError::client_authentication_failed()),
         }
     }
@@ -144,6 +175,49 @@ mod tests {
         assert_eq!(wrong, unknown);
         assert_eq!(wrong, disabled);
         assert_eq!(wrong, OAuthError::client_authentication_failed());
+    }
+
+    #[test]
+    fn a_public_client_is_known_by_its_id_and_never_by_a_secret() {
+        let mut public = spec("spa", "unused");
+        public.secret = SecretDigest::decoy();
+        public.token_endpoint_auth_method = Some(TokenEndpointAuthMethod::None);
+        let mut off = public.clone();
+        off.client_id = "spa-off".into();
+        off.disabled = true;
+        let mut post = spec("post", "pw");
+        post.token_endpoint_auth_method = Some(TokenEndpointAuthMethod::ClientSecretPost);
+        let r = Registry::new(
+            [public, off, post, spec("a", "pw-a")].map(|s| ClientRecord::new(s).unwrap()),
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH;
+        assert_eq!(r.public_client("spa").unwrap().client_id(), "spa");
+        for other in ["spa-off", "post", "a", "nobody"] {
+            assert_eq!(
+                r.public_client(other).unwrap_err(),
+                OAuthError::client_authentication_failed(),
+                "{other}"
+            );
+        }
+        let sent = r.authenticate("spa", b"anything", now).unwrap_err();
+        assert_eq!(sent, token_endpoint_auth::public_client_sent_secret());
+        assert_eq!(
+            r.authenticate("spa-off", b"anything", now).unwrap_err(),
+            OAuthError::client_authentication_failed()
+        );
+        let basic = TokenEndpointAuthMethod::ClientSecretBasic;
+        let form = TokenEndpointAuthMethod::ClientSecretPost;
+        assert!(r.authenticate_by("post", b"pw", form, now).is_ok());
+        let e = r.authenticate_by("post", b"pw", basic, now).unwrap_err();
+        assert!(e.description().contains("client_secret_post only"), "{e:?}");
+        // A wrong secret is a wrong secret, whatever the method.
+        assert_eq!(
+            r.authenticate_by("post", b"bad", basic, now).unwrap_err(),
+            OAuthError::client_authentication_failed()
+        );
+        assert!(r.authenticate_by("a", b"pw-a", basic, now).is_ok());
+        assert!(r.authenticate_by("a", b"pw-a", form, now).is_ok());
     }
 
     #[test]

@@ -100,20 +100,18 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
     let generation = outcome.client.metadata.generation;
     // Issue 11: client authentication by assertion. A client without secretRef that trusts
     // assertions has no Secret at all.
+    // Issue 12: nor has a public client.
     let spec = &outcome.client.spec;
-    let secretless =
-        spec.secret_ref.is_none() && latchkey_api::assertion_spec::has_assertion_trust(spec);
+    let secretless = latchkey_api::auth_method::has_no_secret(spec);
+    let no_secret = if latchkey_api::auth_method::is_public(spec) {
+        "the client is public (tokenEndpointAuthMethod none): no Secret"
+    } else {
+        "the client authenticates by assertion only: no Secret"
+    };
     let conditions = conditions(&outcome.state)
         .into_iter()
         .map(|(type_, cond)| match type_ {
-            SECRET_RESOLVED if secretless => (
-                type_,
-                (
-                    true,
-                    "NotNeeded",
-                    "the client authenticates by assertion only: no Secret".to_owned(),
-                ),
-            ),
+            SECRET_RESOLVED if secretless => (type_, (true, "NotNeeded", no_secret.to_owned())),
             _ => (type_, cond),
         })
         .chain(previous_secret_condition(outcome, &now))
@@ -305,6 +303,38 @@ mod tests {
                 "CredentialsPending"
             ]
         );
+    }
+
+    // Issue 12: public clients.
+    #[test]
+    fn a_public_client_is_ready_without_a_secret_name() {
+        let spec: latchkey_api::OAuthClientSpec = serde_json::from_value(serde_json::json!({
+            "clientId": "spa",
+            "tokenEndpointAuthMethod": "none",
+            "grantTypes": ["authorization_code"],
+            "redirectUris": ["http://127.0.0.1:8400/cb"]
+        }))
+        .unwrap();
+        let mut o = outcome(None, ClientState::Registered);
+        let mut c = (*o.client).clone();
+        c.spec = spec;
+        o.client = Arc::new(c);
+        let s = desired(&o, time(100));
+        assert_eq!(s.secret_name, None);
+        assert_eq!(ready(Some(&s)).unwrap().status, "True");
+        let secret = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SECRET_RESOLVED)
+            .unwrap();
+        assert_eq!(
+            (secret.status.as_str(), secret.reason.as_str()),
+            ("True", "NotNeeded")
+        );
+        assert!(secret.message.contains("public"), "{}", secret.message);
+        // A confidential client of the same outcome names its Secret.
+        let plain = desired(&outcome(None, ClientState::Registered), time(100));
+        assert_eq!(plain.secret_name.as_deref(), Some("s"));
     }
 
     // Issue 13: secret rotation.

@@ -198,6 +198,51 @@ async fn credentials_are_created_first_and_no_pending_status_is_written() {
     w.stop().await;
 }
 
+// Issue 12: a public client, resolved by the real index with every Secret listed and its
+// own absent: the writer applies a Ready status without secretName and creates no Secret.
+#[tokio::test(start_paused = true)]
+async fn a_public_client_gets_a_status_and_no_credentials() {
+    use latchkey_api::resolve::{ClientIndex, creation_rank};
+    let mut public = client(None);
+    public.spec = serde_json::from_value(json!({
+        "clientId": "gw-id",
+        "tokenEndpointAuthMethod": "none",
+        "grantTypes": ["authorization_code", "refresh_token"],
+        "redirectUris": ["http://127.0.0.1:8400/cb"]
+    }))
+    .unwrap();
+    let mut index = ClientIndex::default();
+    let rank = creation_rank(&public);
+    index.apply_client(public, rank);
+    index.replace_secrets(None, vec![], &[]);
+    index.mark_secrets_listed();
+    index.resolve();
+    let changes = Changes {
+        outcomes: index.outcomes().map(|o| (key(), Some(o.clone()))).collect(),
+        to_create: index.to_create().cloned().collect(),
+    };
+    assert!(changes.to_create.is_empty(), "no credentials to generate");
+
+    let mut w = start();
+    w.changes.send(changes).unwrap();
+    let status = answer_status_apply(w.api.next().await);
+    assert_eq!(status["clientId"], "gw-id");
+    assert!(status.get("secretName").is_none(), "{status}");
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("True"), &json!("Registered"))
+    );
+    let secret = condition(&status, "SecretResolved");
+    assert_eq!(
+        (&secret["status"], &secret["reason"]),
+        (&json!("True"), &json!("NotNeeded"))
+    );
+    // Nothing else: in particular no POST of a <name>-credentials Secret.
+    w.api.expect_silence().await;
+    w.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_status_for_a_deleted_client_is_no_error() {
     let (client, mut api) = support::pair();

@@ -248,6 +248,15 @@ pub fn check<'a>(
             ));
         }
     };
+    // A public client proves nothing at the token endpoint: only the verifier binds its code
+    // to the app that asked (RFC 7636, RFC 9700 §2.1.1).
+    if client.is_public() && code_challenge.is_none() {
+        return Err(refuse(
+            "invalid_request",
+            "this client is public: PKCE is required (code_challenge with \
+             code_challenge_method=S256)",
+        ));
+    }
     let nonce = p.nonce.clone();
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return Err(refuse("invalid_request", "nonce is too long"));
@@ -537,5 +546,46 @@ mod tests {
         assert!(!r.redirect_uri_sent);
         assert_eq!(r.scope, "openid");
         assert_eq!(r.code_challenge, None);
+    }
+
+    // Issue 12: public clients.
+    #[test]
+    fn a_public_client_must_send_an_s256_challenge() {
+        let c = ClientRecord::new(ClientSpec {
+            client_id: "spa".into(),
+            redirect_uris: vec!["http://127.0.0.1:8400/cb".into()],
+            token_endpoint_auth_method: Some(latchkey_core::TokenEndpointAuthMethod::None),
+            ..ClientSpec::default()
+        })
+        .unwrap();
+        let e = check(
+            "client_id=spa&response_type=code&scope=openid&state=s",
+            |_| Some(&c),
+        )
+        .unwrap_err();
+        let to = error_location(&e, ISS).unwrap();
+        assert!(
+            to.starts_with("http://127.0.0.1:8400/cb?error=invalid_request&error_description=this%20client%20is%20public%3A%20PKCE%20is%20required"),
+            "{to}"
+        );
+        assert!(
+            to.ends_with("&state=s&iss=https%3A%2F%2Fidp.example.com"),
+            "{to}"
+        );
+        let plain = format!(
+            "client_id=spa&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=plain"
+        );
+        assert!(matches!(
+            check(&plain, |_| Some(&c)),
+            Err(Rejection::Redirect {
+                error: "invalid_request",
+                ..
+            })
+        ));
+        let s256 = format!(
+            "client_id=spa&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256"
+        );
+        let r = check(&s256, |_| Some(&c)).unwrap();
+        assert_eq!(r.code_challenge.as_deref(), Some(CHALLENGE));
     }
 }

@@ -4,8 +4,12 @@
 //! a client that proved who it is; the grant rules after that are the same for all
 //! ([`latchkey_core::Issuer::issue_to`]).
 
+use std::{sync::Arc, time::SystemTime};
+
 use http::{HeaderMap, header};
-use latchkey_core::{ErrorCode, OAuthError};
+use latchkey_core::{
+    ClientRecord, ErrorCode, OAuthError, Registry, TokenEndpointAuthMethod, token_endpoint_auth,
+};
 
 use crate::{basic_auth, form::TokenForm};
 
@@ -39,6 +43,14 @@ impl AuthMethod {
         AuthMethod::ServiceAccount,
     ];
 
+    /// The RFC 7591 method of a secret presented this way (HTTP Basic, else the form).
+    pub fn secret_method(self) -> TokenEndpointAuthMethod {
+        match self {
+            AuthMethod::Post => TokenEndpointAuthMethod::ClientSecretPost,
+            _ => TokenEndpointAuthMethod::ClientSecretBasic,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::None => "none",
@@ -56,7 +68,8 @@ impl AuthMethod {
 /// A client id and secret as presented, not yet checked.
 pub struct Presented {
     pub client_id: String,
-    pub secret: String,
+    /// `None`: the form's `client_id` alone, as a public client sends it.
+    pub secret: Option<String>,
     pub method: AuthMethod,
 }
 
@@ -108,7 +121,7 @@ pub fn presented(
         }
         return Ok(Presented {
             client_id: basic.client_id,
-            secret: basic.client_secret,
+            secret: Some(basic.client_secret),
             method: AuthMethod::Basic,
         });
     }
@@ -116,21 +129,52 @@ pub fn presented(
     match (&form.client_id, &form.client_secret) {
         (Some(id), Some(secret)) => Ok(Presented {
             client_id: id.clone(),
-            secret: secret.clone(),
+            secret: Some(secret.clone()),
             method: AuthMethod::Post,
         }),
         (None, Some(_)) => Err(OAuthError::invalid_request(
             "client_secret was sent without client_id",
         )),
-        (Some(_), None) => Err(OAuthError::new(
-            ErrorCode::InvalidClient,
-            "client authentication failed",
-        )),
+        // Issue 12: a public client identifies itself with client_id alone (RFC 6749 §2.1);
+        // any other client gets invalid_client from [`authenticate`].
+        (Some(id), None) => Ok(Presented {
+            client_id: id.clone(),
+            secret: None,
+            method: AuthMethod::None,
+        }),
         (None, None) => Err(OAuthError::new(
             ErrorCode::InvalidClient,
             "client authentication is required",
         )),
     }
+}
+
+/// The client a presented id and secret (or id alone) stand for: a secret is checked in
+/// constant time and by the method the client names, if it names one; an id alone is
+/// accepted only for a public client.
+pub fn authenticate<'r>(
+    registry: &'r Registry,
+    presented: &Presented,
+    now: SystemTime,
+) -> Result<&'r Arc<ClientRecord>, OAuthError> {
+    match &presented.secret {
+        Some(secret) => registry.authenticate_by(
+            &presented.client_id,
+            secret.as_bytes(),
+            presented.method.secret_method(),
+            now,
+        ),
+        None => registry.public_client(&presented.client_id),
+    }
+}
+
+/// Whether a client that proved who it is by `used` may do so that way (it may name one
+/// method, and a public client proves nothing: an assertion for one is refused).
+pub fn check_method(client: &ClientRecord, used: AuthMethod) -> Result<(), OAuthError> {
+    if client.is_public() && used != AuthMethod::None {
+        return Err(token_endpoint_auth::public_client_sent_assertion());
+    }
+    token_endpoint_auth::check(client.token_endpoint_auth_method(), used.as_str())
 }
 
 // Issue 11: client authentication by assertion.

@@ -118,7 +118,8 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
         "introspection_endpoint": format!("{base}{}", crate::routes::INTROSPECTION_PATH),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint": format!("{base}{}", crate::routes::REVOCATION_PATH),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // Issue 12: a public client revokes its own tokens with its client_id (RFC 7009 §5).
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         // Issue 12: sign-in and OpenID Connect (Discovery 1.0 §3; these members are also
         // registered for RFC 8414 metadata, so one document serves both).
         "authorization_endpoint": format!("{base}{}", crate::routes::AUTHORIZE_PATH),
@@ -137,6 +138,8 @@ pub fn metadata_document(issuer: &str, base: &str) -> serde_json::Value {
     // and ServiceAccount assertions use the same parameters).
     if let Some(methods) = doc["token_endpoint_auth_methods_supported"].as_array_mut() {
         methods.push("private_key_jwt".into());
+        // Issue 12: public clients (client_id alone, PKCE required).
+        methods.push("none".into());
     }
     doc["token_endpoint_auth_signing_alg_values_supported"] =
         serde_json::json!(latchkey_core::assertion::ALLOWED_ALGS);

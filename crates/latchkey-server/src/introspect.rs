@@ -46,13 +46,9 @@ where
     let presented = client_auth::presented(&parts.headers, &creds, claimed)?;
     *method = presented.method;
     let registry = app.issuer.registry();
-    let client = registry
-        .authenticate(
-            &presented.client_id,
-            presented.secret.as_bytes(),
-            SystemTime::now(),
-        )?
-        .clone();
+    // Issue 12: a public client may revoke its own tokens with its client_id alone (RFC 7009
+    // §5); introspection refuses it, as it may not introspect.
+    let client = client_auth::authenticate(&registry, &presented, SystemTime::now())?.clone();
     Ok((
         client,
         TokenParams {

@@ -204,21 +204,28 @@ where
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("parameter grant_type is missing"))?;
     // Issue 12: the grants for people, over the sign-in store; the machines' path is untouched.
-    if let Some(grant @ (GrantType::AuthorizationCode | GrantType::RefreshToken)) =
-        GrantType::parse(grant_type)
-    {
+    let grant = GrantType::parse(grant_type);
+    if let Some(grant @ (GrantType::AuthorizationCode | GrantType::RefreshToken)) = grant {
         let registry = app.issuer.registry();
-        let client = registry.authenticate(
-            &presented.client_id,
-            presented.secret.as_bytes(),
-            SystemTime::now(),
-        )?;
+        let client = client_auth::authenticate(&registry, &presented, SystemTime::now())?;
         return Ok(crate::token_grants::run(app, client, grant, &body).await?);
     }
+    let Some(secret) = presented.secret.as_deref() else {
+        // client_id alone: a public client, which never has client_credentials.
+        latchkey_core::issuer::parse_grant(grant_type)?;
+        app.issuer.registry().public_client(&presented.client_id)?;
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "a public client (tokenEndpointAuthMethod none) may not use \
+             grant_type=client_credentials",
+        )
+        .into());
+    };
     let request = TokenRequest {
         grant_type,
         client_id: &presented.client_id,
-        client_secret: presented.secret.as_bytes(),
+        client_secret: secret.as_bytes(),
+        method: presented.method.secret_method(),
         scope: form.scope.as_deref(),
     };
     let token = app.issuer.issue(request, SystemTime::now())?;
@@ -240,6 +247,13 @@ async fn by_assertion(
 ) -> Result<latchkey_core::IssuedToken, OAuthError> {
     seen.auth = AuthMethod::Assertion;
     let presented = client_auth::presented_assertion(headers, form, &mut seen.client_id)?;
+    let registry = app.issuer.registry();
+    // Issue 12: a public client has no keys; say so rather than that a key did not fit.
+    if let Some(id) = presented.client_id.as_deref()
+        && registry.get(id).is_some_and(|c| c.is_public())
+    {
+        return Err(latchkey_core::token_endpoint_auth::public_client_sent_assertion());
+    }
     let grant_type = form
         .grant_type
         .as_deref()
@@ -252,7 +266,6 @@ async fn by_assertion(
         ));
     };
     let now = SystemTime::now();
-    let registry = app.issuer.registry();
     let outcome = assertions
         .authenticate(
             &registry,
@@ -272,6 +285,8 @@ async fn by_assertion(
     };
     seen.auth = method;
     seen.client_id = Some(client.client_id().to_owned());
+    // Issue 12: a client that names its method accepts no other.
+    client_auth::check_method(&client, method)?;
     app.issuer
         .issue_to(&client, grant, form.scope.as_deref(), now)
 }

@@ -98,12 +98,52 @@ fn the_crd_validates_specs_on_the_api_server() {
         // Client ids are VSCHAR (RFC 6749 Appendix A): printable ASCII, space included.
         (r#"{ clientId: "caf\u00e9" }"#, "clientId"),
         (r#"{ clientId: "tab\there" }"#, "clientId"),
+        // Issue 12: public clients (the CEL rules of latchkey_api::auth_method).
+        (
+            r#"{ tokenEndpointAuthMethod: client_secret_jwt }"#,
+            "tokenEndpointAuthMethod",
+        ),
+        (
+            r#"{ clientId: spa, tokenEndpointAuthMethod: none, grantTypes: [authorization_code], redirectUris: ["https://a.example/cb"], secretRef: { name: s } }"#,
+            "has no secret: remove secretRef",
+        ),
+        (
+            r#"{ tokenEndpointAuthMethod: none, grantTypes: [authorization_code], redirectUris: ["https://a.example/cb"] }"#,
+            "must set clientId",
+        ),
+        (
+            r#"{ clientId: spa, tokenEndpointAuthMethod: none, grantTypes: [authorization_code] }"#,
+            "needs redirectUris",
+        ),
+        (
+            r#"{ clientId: spa, tokenEndpointAuthMethod: none, redirectUris: ["https://a.example/cb"] }"#,
+            "may only use the authorization_code and refresh_token grants",
+        ),
+        (
+            r#"{ clientId: spa, tokenEndpointAuthMethod: none, grantTypes: [authorization_code], redirectUris: ["https://a.example/cb"], introspection: true }"#,
+            "has no credentials",
+        ),
+        (
+            r#"{ clientId: c, tokenEndpointAuthMethod: client_secret_post, jwksUri: "https://k.example/j" }"#,
+            "accepts only the secret",
+        ),
+        (
+            r#"{ clientId: c, tokenEndpointAuthMethod: private_key_jwt }"#,
+            "needs the client's keys",
+        ),
     ] {
         let out = kubectl(&["apply", "-f", "-"], Some(&base(spec)));
         assert!(!out.status.success(), "{spec} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{spec}: {err}");
     }
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&base(
+            r#"{ clientId: spa, tokenEndpointAuthMethod: none, grantTypes: [authorization_code, refresh_token], redirectUris: ["http://127.0.0.1:8400/cb"] }"#,
+        )),
+    );
+    kubectl_ok(&["delete", "oac", "x", "-n", &ns.0], None);
     let spaced = base(r#"{ clientId: "https://app.example.com/client one" }"#);
     kubectl_ok(&["apply", "-f", "-"], Some(&spaced));
     let ok = base(
@@ -299,6 +339,28 @@ spec:
         "SecretResolved",
         ("False", "SecretNotFound"),
     );
+
+    // Issue 12: a public client (tokenEndpointAuthMethod none) is Ready with no Secret: none
+    // is read, none generated, and the status names none.
+    apply(&format!(
+        "apiVersion: latchkey.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: spa, namespace: {} }}\nspec: {{ clientId: spa, tokenEndpointAuthMethod: none, grantTypes: [authorization_code, refresh_token], redirectUris: [\"http://127.0.0.1:8400/cb\"] }}\n",
+        ns.0
+    ));
+    let v = wait_condition(&ns.0, "spa", "Ready", ("True", "Registered"));
+    assert!(v["status"]["secretName"].is_null(), "{}", v["status"]);
+    assert_eq!(
+        condition(&v, "SecretResolved"),
+        Some(("True".into(), "NotNeeded".into()))
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        secret_data(&ns.0, "spa-credentials").is_none(),
+        "no credentials are generated for a public client"
+    );
+    // It has no client_credentials, and no secret to send.
+    let res = server.token(&[FORM], "grant_type=client_credentials&client_id=spa");
+    assert_eq!(res.json()["error"], "unauthorized_client", "{}", res.text());
+    assert_eq!(token_status(&server, "spa", "anything", None), 401);
 
     // 7. Delete: tokens stop, and the conflicting one takes the id over.
     kubectl_ok(&["delete", "oac", "mine", "-n", &ns.0], None);

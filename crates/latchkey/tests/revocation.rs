@@ -152,6 +152,7 @@ fn revoked_tokens_are_inactive_across_restarts_and_bulk_revocation_covers_a_clie
     );
     assert_eq!(
         meta["revocation_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        // Issue 12: a public client revokes with its client_id alone.
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
 }

@@ -282,11 +282,12 @@ fn metadata_is_found_from_the_issuer_identifier_and_tells_the_truth() {
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            // Issue 11: private_key_jwt.
+            // Issue 11: private_key_jwt. Issue 12: none (public clients).
             serde_json::json!([
                 "client_secret_basic",
                 "client_secret_post",
-                "private_key_jwt"
+                "private_key_jwt",
+                "none"
             ])
         );
         assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Node: oauth4webapi (RFC 8414 discovery, client_credentials, errors, RFC 7591 registration) and jose's
-# createRemoteJWKSet. The test CA is trusted with NODE_EXTRA_CA_CERTS, as a deployment would.
+# Node: oauth4webapi (RFC 8414 discovery, client_credentials, errors, RFC 7591 registration),
+# jose's createRemoteJWKSet, and openid-client (the OpenID Connect code flow, refreshes, reuse
+# detection, UserInfo). The test CA is trusted with NODE_EXTRA_CA_CERTS, as a deployment would.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$1/node
@@ -9,5 +10,10 @@ if ! cmp -s "$here/package.json" "$dir/package.json" || [ ! -d "$dir/node_module
   cp "$here/package.json" "$dir/package.json"
   (cd "$dir" && npm install --no-audit --no-fund --silent >&2)
 fi
-cp "$here/interop.mjs" "$dir/interop.mjs"
-NODE_EXTRA_CA_CERTS=$INTEROP_CA exec node "$dir/interop.mjs"
+cp "$here/interop.mjs" "$here/openid_client.mjs" "$dir/"
+export NODE_EXTRA_CA_CERTS=$INTEROP_CA
+status=0
+node "$dir/interop.mjs" || status=$?
+# Issue 12: openid-client, an OpenID Connect relying party, signs a person in.
+node "$dir/openid_client.mjs" || status=$?
+exit $status
