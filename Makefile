@@ -53,7 +53,7 @@ e2e:
 	$(CARGO) build --tests -p latchkey --features e2e
 	bash $(TESTENV_DIR)/up.sh
 	set -o pipefail; status=0; \
-	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install --test e2e_users --test e2e_grants --test e2e_service_accounts --test e2e_secret_rotation --test e2e_revocation --test e2e_registration -- --test-threads=1 --nocapture 2>&1 \
+	  $(CARGO) test -p latchkey --features e2e --test e2e_operator --test e2e_install --test e2e_users --test e2e_grants --test e2e_sign_in_replicas --test e2e_service_accounts --test e2e_secret_rotation --test e2e_revocation --test e2e_registration -- --test-threads=1 --nocapture 2>&1 \
 	    | grep -v '^{"timestamp"' | tee target/e2e.log || status=$$?; \
 	  bash $(TESTENV_DIR)/down.sh; \
 	  grep -o 'figure:.*' target/e2e.log || true; \
@@ -79,11 +79,13 @@ fuzz:
 	  | grep -E '^fuzz:|^test |test result'
 
 ## bench: the hot path vs its limits on one pinned core: GET floor, raw signatures and tokens per
-## algorithm, ratios A and B, 2-core scaling, TLS handshakes, p99 at half saturation (README)
+## algorithm, ratios A and B, 2-core scaling, TLS handshakes, p99 at half saturation; then
+## introspections, assertion-authenticated tokens, logins, refreshes and password guesses (README)
 bench:
 	tests/bench/bench.sh
 	tests/bench/introspect.sh
 	tests/bench/assertions.sh
+	tests/bench/sign_in.sh
 
 ## bench-operator: the operator at scale on the test control plane (10,000 OAuthClients;
 ## SCALE_CLIENTS=N for another count) and one change at 10,000 clients in process

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 /// How often the stored keys are read (or, by the writer, advanced).
 pub const POLL_EVERY: Duration = Duration::from_secs(30);
 
+/// How often a replica that has no keys yet reads them: one started beside the first writer
+/// must not refuse every sign-in for a whole `POLL_EVERY` after the writer made them.
+pub const WITHOUT_KEYS_EVERY: Duration = Duration::from_secs(1);
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -34,11 +38,11 @@ pub async fn run<S: DocumentStore<SessionKeys>>(
     mut writer: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut wait = Duration::ZERO;
     loop {
         // A new writer runs a pass at once (the first replica makes the keys without waiting).
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             r = writer.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,
         }
@@ -61,5 +65,29 @@ pub async fn run<S: DocumentStore<SessionKeys>>(
                 tracing::warn!(error = %e, "session cookie keys not refreshed; the keys in use stay")
             }
         }
+        wait = next_wait(&keys.load(), every);
+    }
+}
+
+fn next_wait(keys: &SessionKeys, every: Duration) -> Duration {
+    if keys.keys.is_empty() {
+        WITHOUT_KEYS_EVERY.min(every)
+    } else {
+        every
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_without_keys_reads_them_again_within_a_second() {
+        let none = SessionKeys::default();
+        assert_eq!(next_wait(&none, POLL_EVERY), WITHOUT_KEYS_EVERY);
+        assert_eq!(
+            next_wait(&none, Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
     }
 }

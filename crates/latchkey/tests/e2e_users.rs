@@ -6,42 +6,9 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-    sync::OnceLock,
-    time::Duration,
-};
+use std::time::Duration;
 
 use common::{cluster::*, *};
-
-fn install_user_crd() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        apply_crd(
-            &root().join("manifests/crds/users.latchkey.dev.yaml"),
-            "users.latchkey.dev",
-        );
-    });
-}
-
-fn hash_password(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn user_yaml(ns: &str, name: &str, username: &str) -> String {
     format!(
@@ -214,19 +181,7 @@ fn run_resolves_users_writes_their_status_and_drops_disabled_ones_within_seconds
     assert_eq!(server.metric("latchkey_users_loaded"), Some(1.0));
 
     // Disabled with kubectl: out of the directory within 5 s.
-    kubectl_ok(
-        &[
-            "patch",
-            "lkuser",
-            "alice",
-            "-n",
-            &ns.0,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"disabled":true}}"#,
-        ],
-        None,
-    );
+    disable_user(&ns.0, "alice");
     let start = std::time::Instant::now();
     assert!(eventually(Duration::from_secs(5), || server
         .metric("latchkey_users_loaded")

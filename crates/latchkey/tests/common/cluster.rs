@@ -119,6 +119,57 @@ pub fn install_crd() {
     });
 }
 
+/// Install the User CRD from `manifests/crds` once per test process.
+pub fn install_user_crd() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        apply_crd(
+            &root().join("manifests/crds/users.latchkey.dev.yaml"),
+            "users.latchkey.dev",
+        );
+    });
+}
+
+/// Disable a User as an administrator would, with `kubectl patch`.
+pub fn disable_user(ns: &str, name: &str) {
+    kubectl_ok(
+        &[
+            "patch",
+            "lkuser",
+            name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ],
+        None,
+    );
+}
+
+/// `password`'s Argon2id PHC string, made by `latchkey hash-password` as a user would.
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run latchkey hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("latchkey hash-password");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
 /// A Secret's data, decoded, if the Secret exists.
 pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
     use base64::Engine as _;
