@@ -38,11 +38,6 @@ connections=${BENCH_CONNECTIONS:-16}
 : >"$out/figures.txt"
 
 cargo build --release -p latchkey --quiet
-bench_bin() { # the executable of a cargo bench target
-  cargo bench -p "$1" --bench "$2" --no-run --quiet 2>/dev/null
-  cargo bench -p "$1" --bench "$2" --no-run --message-format=json 2>/dev/null \
-    | sed -n "s/.*\"executable\":\"\([^\"]*$2[^\"]*\)\".*/\1/p" | tail -1
-}
 sign_rate_bin=$(bench_bin latchkey-core sign_rate)
 loadgen_bin=$(bench_bin latchkey-server loadgen)
 [ -x "$sign_rate_bin" ] && [ -x "$loadgen_bin" ] || { echo "bench: benchmark binaries not found"; exit 1; }

@@ -50,6 +50,13 @@ start_server() {
   ca="$state/tls.crt"
 }
 
+# bench_bin CRATE BENCH: builds a cargo bench target (release) and prints its executable.
+bench_bin() { # the executable of a cargo bench target
+  cargo bench -p "$1" --bench "$2" --no-run --quiet 2>/dev/null
+  cargo bench -p "$1" --bench "$2" --no-run --message-format=json 2>/dev/null \
+    | sed -n "s/.*\"executable\":\"\([^\"]*$2[^\"]*\)\".*/\1/p" | tail -1
+}
+
 # stop_server PID
 stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 

@@ -10,6 +10,9 @@
 //!   handshake, in memory on this thread, with a certificate like Latchkey's self-signed one
 //!   (ECDSA P-256): the floor a handshake over the network is compared with.
 //!
+//! - `sign-in ADDR SECONDS CONCURRENCY logins|refreshes|guesses CA`: people signing in
+//!   (`loadgen/sign_in.rs`).
+//!
 //! REQUEST is `token` (the APK seed request) or `get` (the RFC 8414 metadata). Output lines are
 //! `name=value`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -23,6 +26,9 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+#[path = "loadgen/sign_in.rs"]
+mod sign_in;
 
 use rustls::{
     ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
@@ -384,10 +390,16 @@ fn main() {
                 &args[5],
             ));
         }
+        Some("sign-in") => {
+            let addr = args[1].parse().unwrap();
+            let seconds = args[2].parse().unwrap();
+            let conc = args[3].parse().unwrap();
+            rt.block_on(sign_in::run(addr, seconds, conc, &args[4], &args[5]));
+        }
         Some("rustls") => rustls_cost(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0)),
         _ => {
             // `cargo bench` without arguments: nothing to drive.
-            println!("usage: loadgen rate|handshakes|rustls …");
+            println!("usage: loadgen rate|handshakes|sign-in|rustls …");
         }
     }
 }

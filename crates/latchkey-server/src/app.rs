@@ -40,6 +40,8 @@ pub struct AppConfig {
     pub assertion: crate::client_assertion::AssertionConfig,
     /// Issue 13: who may register clients, and how often a source may call.
     pub registration: crate::register::RegistrationConfig,
+    /// Issue 12: failed-login budgets (per source, per username, per pair).
+    pub login_throttle: ThrottleConfig,
 }
 
 impl Default for AppConfig {
@@ -55,6 +57,7 @@ impl Default for AppConfig {
             // Issue 11: client authentication by assertion.
             assertion: crate::client_assertion::AssertionConfig::default(),
             registration: Default::default(),
+            login_throttle: crate::sign_in::login_throttle_config(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl App {
         )
         .inspect_err(|e| tracing::error!(error = %e, "client assertions are unavailable"))
         .ok();
+        let login_throttle = Throttle::new(config.login_throttle.clone());
         App {
             issuer,
             metrics,
@@ -132,7 +136,7 @@ impl App {
             registration_limit: Default::default(),
             // Issue 12
             sign_in: Default::default(),
-            login_throttle: Throttle::new(crate::sign_in::login_throttle_config()),
+            login_throttle,
         }
     }
 

@@ -63,9 +63,10 @@ pub const SESSION_LIFETIME_SECS: u64 = 8 * 3600;
 /// Longest cookie header read.
 const MAX_COOKIE_LEN: usize = 8 * 1024;
 
-/// The login throttle: a source may fail 5 times at once and once per 5 s after that; a
-/// username, from sources that never signed in as it, 25 times and once per 2 s. A person
-/// who knows their password is never slowed by someone else's guesses from elsewhere.
+/// The login throttle by default (`--login-failure-burst`, `--login-failure-rate`): a source
+/// may fail 5 times at once and once per 5 s after that; a username, from sources that never
+/// signed in as it, 25 times and once per 2 s. A person who knows their password is never
+/// slowed by someone else's guesses from elsewhere.
 pub fn login_throttle_config() -> crate::throttle::ThrottleConfig {
     crate::throttle::ThrottleConfig {
         burst: 5,

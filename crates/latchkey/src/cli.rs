@@ -174,6 +174,14 @@ pub struct ServeArgs {
     /// client id from unknown sources: twice this); 0: no throttling.
     #[arg(long, env = "LATCHKEY_AUTH_FAILURE_RATE", default_value_t = 5.0)]
     pub auth_failure_rate: f64,
+    /// Issue 12: wrong passwords a source may send to the login form at once before it is
+    /// slowed down (a username, from sources never signed in as it: five times this).
+    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_BURST", default_value_t = 5)]
+    pub login_failure_burst: u32,
+    /// Wrong passwords per second a source is allowed after its burst (a username, from
+    /// sources never signed in as it: 2.5 times this); 0: no login throttling.
+    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_RATE", default_value_t = 0.2)]
+    pub login_failure_rate: f64,
     /// Log lines buffered while the log reader is slow; beyond that, lines are dropped and
     /// counted (serving never waits for the log).
     #[arg(long, env = "LATCHKEY_LOG_BUFFER_LINES", default_value_t = 16384)]

@@ -71,6 +71,13 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
             client_per_second: args.auth_failure_rate.max(0.0) * 2.0,
             ..ThrottleConfig::default()
         },
+        // Issue 12: the login form's own budgets.
+        login_throttle: ThrottleConfig {
+            burst: args.login_failure_burst.max(1),
+            per_second: args.login_failure_rate.max(0.0),
+            client_per_second: args.login_failure_rate.max(0.0) * 2.5,
+            ..latchkey_server::sign_in::login_throttle_config()
+        },
         cors_origins: args.cors_origins.clone(),
         // Issue 11: client authentication by assertion (checked at start by
         // `assertion_config`; here a file gone since then counts as no extra roots).

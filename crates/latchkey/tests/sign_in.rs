@@ -52,12 +52,15 @@ stringData: { clientSecret: web-secret }
 "#;
 
 fn start(dir: &Path) -> Server {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, extra: &[&str]) -> Server {
     let clients = dir.join("clients.yaml");
     std::fs::write(&clients, CLIENTS).unwrap();
-    Server::start(
-        &dir.join("state"),
-        &["--clients", clients.to_str().unwrap()],
-    )
+    let mut args = vec!["--clients", clients.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&dir.join("state"), &args)
 }
 
 #[test]
@@ -351,26 +354,17 @@ fn login_and_consent_forms_need_their_cookie_and_csrf_token() {
     assert_eq!(get(&server, "/oauth2/login", &mut jar).status, 405);
 }
 
-#[test]
-fn guessing_passwords_is_throttled_per_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let mut jar = Jar::default();
-    let page = get(
-        &server,
-        &authorize_target("portal", "https://portal.example.com/cb", ""),
-        &mut jar,
-    );
-    let csrf = csrf_of(&page.text());
-    let started = Instant::now();
+/// Twelve wrong passwords for admin from this source: how many got a verdict (200), how many
+/// were turned away (429, without one), and the last Retry-After.
+fn guess_twelve(server: &Server, jar: &mut Jar, csrf: &str) -> (u32, u32, Option<String>) {
     let (mut answered, mut throttled) = (0u32, 0u32);
     let mut retry_after = None;
     for i in 0..12 {
         let res = post(
-            &server,
+            server,
             "/oauth2/login",
-            &mut jar,
-            &login_body(&csrf, "admin", &format!("guess-{i}")),
+            jar,
+            &login_body(csrf, "admin", &format!("guess-{i}")),
         );
         match res.status {
             200 => {
@@ -388,6 +382,26 @@ fn guessing_passwords_is_throttled_per_source() {
             s => panic!("status {s}: {}", res.text()),
         }
     }
+    (answered, throttled, retry_after)
+}
+
+fn portal_login_csrf(server: &Server, jar: &mut Jar) -> String {
+    let page = get(
+        server,
+        &authorize_target("portal", "https://portal.example.com/cb", ""),
+        jar,
+    );
+    csrf_of(&page.text())
+}
+
+#[test]
+fn guessing_passwords_is_throttled_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let mut jar = Jar::default();
+    let csrf = portal_login_csrf(&server, &mut jar);
+    let started = Instant::now();
+    let (answered, throttled, retry_after) = guess_twelve(&server, &mut jar, &csrf);
     let elapsed = started.elapsed();
     println!(
         "login guesses from one source: {answered} answered, {throttled} throttled (429, \
@@ -406,6 +420,24 @@ fn guessing_passwords_is_throttled_per_source() {
         &login_body(&csrf, "admin", "admin"),
     );
     assert_eq!(res.status, 429);
+}
+
+#[test]
+fn the_login_throttle_follows_its_flags() {
+    // A larger burst: ten verdicts, then 429.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), &["--login-failure-burst", "10"]);
+    let mut jar = Jar::default();
+    let csrf = portal_login_csrf(&server, &mut jar);
+    let (answered, throttled, _) = guess_twelve(&server, &mut jar, &csrf);
+    assert_eq!((answered, throttled), (10, 2));
+    drop(server);
+    // Rate 0: no login throttling at all (the token endpoint's throttle is its own).
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), &["--login-failure-rate", "0"]);
+    let mut jar = Jar::default();
+    let csrf = portal_login_csrf(&server, &mut jar);
+    assert_eq!(guess_twelve(&server, &mut jar, &csrf), (12, 0, None));
 }
 
 /// Sign admin in to `web` (consent included) and return the code.
