@@ -115,6 +115,11 @@ impl Assertions {
         })
     }
 
+    /// The cache of remote keys (`jwksUri`, federated issuers).
+    pub fn remote(&self) -> &RemoteKeys {
+        &self.remote
+    }
+
     /// The audiences an assertion may name for this server.
     pub fn audiences(&self) -> &[String] {
         &self.audiences
