@@ -20,8 +20,27 @@ const NO_HTTPS_CLIENT: Finding = Finding::Unresolved {
     why: "client assertions are not available on this server (no HTTPS client)",
 };
 
-/// Check every source `trust` names.
+/// Each entry's finding, by kind of source; each entry named for a message (e.g.
+/// `ServiceAccount apps/gateway`, `jwksUri https://…`).
+#[derive(Debug, Default)]
+pub struct Entries {
+    pub service_accounts: Vec<(String, Finding)>,
+    pub issuers: Vec<(String, Finding)>,
+    pub keys: Vec<(String, Finding)>,
+}
+
+/// Check every source `trust` names, and give one verdict per kind.
 pub async fn check(app: &App, trust: &AssertionTrust) -> TrustFindings {
+    let e = entries(app, trust).await;
+    TrustFindings {
+        service_accounts: verdict(&e.service_accounts, "every listed ServiceAccount exists"),
+        issuers: verdict(&e.issuers, "every federated issuer's keys can be fetched"),
+        keys: verdict(&e.keys, "the client's keys can be read"),
+    }
+}
+
+/// Check every source `trust` names.
+pub async fn entries(app: &App, trust: &AssertionTrust) -> Entries {
     let remote = app.assertions.as_ref().map(|a| a.remote());
     let service_accounts = futures::future::join_all(trust.service_accounts.iter().map(
         |(ns, name)| async move {
@@ -91,9 +110,9 @@ pub async fn check(app: &App, trust: &AssertionTrust) -> TrustFindings {
         entries
     };
     let (service_accounts, issuers, keys) = futures::join!(service_accounts, issuers, keys);
-    TrustFindings {
-        service_accounts: verdict(&service_accounts, "every listed ServiceAccount exists"),
-        issuers: verdict(&issuers, "every federated issuer's keys can be fetched"),
-        keys: verdict(&keys, "the client's keys can be read"),
+    Entries {
+        service_accounts,
+        issuers,
+        keys,
     }
 }
