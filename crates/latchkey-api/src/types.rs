@@ -41,6 +41,9 @@ use crate::{
     .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
 #[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
     .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
+#[x_kube(validation = Rule::new(IDENTITY_CLAIM_NOT_STATIC)
+    .message(IDENTITY_CLAIM_NOT_STATIC_MESSAGE)
+    .field_path(IDENTITY_CLAIM_FIELD))]
 // Issue 12: the token endpoint auth method (public clients).
 #[x_kube(validation = Rule::new(auth_method::PUBLIC_NO_SECRET)
     .message(auth_method::PUBLIC_NO_SECRET_MESSAGE))]
@@ -139,6 +142,19 @@ pub struct OAuthClientSpec {
     /// unknown key, and at least every minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_from: Option<assertion_spec::JwksFrom>,
+    /// A claim that names the caller in tokens issued on a ServiceAccount or federated
+    /// assertion: `system:serviceaccount:<namespace>:<name>` for a ServiceAccount,
+    /// `<issuer>#<subject>` for a federated identity (private_key_jwt adds nothing: the
+    /// caller is the client). Omitted: tokens carry the contract's claims only. Not one of
+    /// iss, sub, aud, exp, nbf, iat, jti, scope, clientId, client_id, organization, groups,
+    /// azp or the static claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = MAX_IDENTITY_CLAIM_LEN),
+        regex(pattern = IDENTITY_CLAIM_PATTERN)
+    )]
+    #[x_kube(validation = Rule::new(IDENTITY_CLAIM_FREE).message(IDENTITY_CLAIM_FREE_MESSAGE))]
+    pub assertion_identity_claim: Option<String>,
     // Issue 13: secret rotation with a grace period.
     /// A previous client secret that is still accepted until `expiresAt`, so a secret rotates
     /// without downtime: it is read from the same Secret as the current one, under `key`.

@@ -276,7 +276,11 @@ async fn by_assertion(
             now,
         )
         .await;
-    let (client, method) = match outcome {
+    let crate::client_assertion::Authenticated {
+        client,
+        method,
+        caller,
+    } = match outcome {
         Ok(ok) => ok,
         Err(refused) => {
             seen.refusal = Some(refused.reason);
@@ -288,7 +292,7 @@ async fn by_assertion(
     // Issue 12: a client that names its method accepts no other.
     client_auth::check_method(&client, method)?;
     app.issuer
-        .issue_to(&client, grant, form.scope.as_deref(), now)
+        .issue_to(&client, grant, form.scope.as_deref(), caller.as_deref(), now)
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {

@@ -495,3 +495,97 @@ fn private_key_jwt_and_federated_issuers() {
         assert!(!line.contains("eyJ"), "a JWT in the log: {line}");
     }
 }
+
+/// Issue 11: `assertionIdentityClaim` names the federated caller (`{issuer}#{subject}`) in
+/// the token, and only when set: without it the claims are the contract's, byte for byte.
+/// Standalone says an unreachable issuer in one warning line.
+#[test]
+fn the_caller_identity_claim_is_opt_in_and_unreachable_issuers_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = Publisher::start(dir.path());
+    let ci_key = Signer::new(SigningAlgorithm::EdDSA, "ci-1");
+    let issuer = publisher.url("/ci");
+    publisher.publish(
+        "/ci/.well-known/openid-configuration",
+        &json!({ "issuer": issuer, "jwks_uri": publisher.url("/ci/jwks") }),
+    );
+    publisher.publish("/ci/jwks", &ci_key.jwks());
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("https://127.0.0.1:{closed}/nobody");
+    let federated = json!([{ "issuer": issuer, "subject": SUBJECT, "audience": "latchkey" }]);
+    let mut manifests = client_doc(
+        "named",
+        json!({ "clientId": "named", "federatedIdentities": federated,
+                "assertionIdentityClaim": "caller", "claims": { "tier": "gold" } }),
+    );
+    manifests.push_str(&client_doc(
+        "plain",
+        json!({ "clientId": "plain", "federatedIdentities": federated }),
+    ));
+    manifests.push_str(&client_doc(
+        "lost",
+        json!({ "clientId": "lost", "federatedIdentities": [
+            { "issuer": unreachable, "subject": "job:x" }
+        ]}),
+    ));
+    let clients = dir.path().join("clients.yaml");
+    std::fs::write(&clients, manifests).unwrap();
+    let ca = dir.path().join("publisher-ca.pem");
+    let server = Server::start(
+        &dir.path().join("state"),
+        &[
+            "--clients",
+            clients.to_str().unwrap(),
+            "--assertion-ca-file",
+            ca.to_str().unwrap(),
+            "--auth-failure-rate",
+            "0",
+        ],
+    );
+    let token_for = |id: &str| {
+        let res = request(
+            &server,
+            Some(id),
+            &ci_key.sign(&claims(&issuer, SUBJECT, "latchkey")),
+        );
+        assert_eq!(res.status, 200, "{id}: {}", res.text());
+        let token = res.json()["access_token"].as_str().unwrap().to_owned();
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        String::from_utf8(B64.decode(payload).unwrap()).unwrap()
+    };
+    let named: Value = serde_json::from_str(&token_for("named")).unwrap();
+    assert_eq!(named["caller"], json!(format!("{issuer}#{SUBJECT}")));
+    assert_eq!(named["sub"], json!("named"), "the contract stays exact");
+    assert_eq!(named["tier"], json!("gold"));
+    let raw = token_for("plain");
+    let c: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        raw,
+        format!(
+            r#"{{"iss":"{AUD}","sub":"plain","exp":{},"nbf":{},"iat":{},"jti":"{}","clientId":"plain","scope":"default"}}"#,
+            c["exp"],
+            c["nbf"],
+            c["iat"],
+            c["jti"].as_str().unwrap()
+        ),
+        "without the field, the contract's claims and nothing else"
+    );
+
+    let warning = "a client's assertion source cannot be resolved";
+    assert!(
+        server.wait_for_log(warning, Duration::from_secs(15)),
+        "the unreachable issuer is said"
+    );
+    let lines: Vec<String> = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains(warning))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line, for the one broken issuer: {lines:?}");
+    assert!(lines[0].contains("lost") && lines[0].contains(&unreachable), "{}", lines[0]);
+    assert!(lines[0].contains("DiscoveryFailed"), "{}", lines[0]);
+}
