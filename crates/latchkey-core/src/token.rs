@@ -428,8 +428,8 @@ mod tests {
         s.assertion.identity_claim = Some("caller".into());
         let named = ClientRecord::new(s).unwrap();
         let caller = "system:serviceaccount:apps:gateway";
-        let t = mint_for_caller(&key, &settings, &named, "default", Some(caller), UNIX_EPOCH)
-            .unwrap();
+        let t =
+            mint_for_caller(&key, &settings, &named, "default", Some(caller), UNIX_EPOCH).unwrap();
         let c = claims_of(&t.access_token);
         assert_eq!(c["caller"], caller);
         assert_eq!(c["tier"], "gold");
@@ -442,8 +442,15 @@ mod tests {
         let plain = mint_for_caller(&key, &settings, &named, "default", None, UNIX_EPOCH).unwrap();
         assert!(!claims_of(&plain.access_token).contains_key("caller"));
         let unnamed = ClientRecord::new(spec("c2", "s")).unwrap();
-        let t = mint_for_caller(&key, &settings, &unnamed, "default", Some(caller), UNIX_EPOCH)
-            .unwrap();
+        let t = mint_for_caller(
+            &key,
+            &settings,
+            &unnamed,
+            "default",
+            Some(caller),
+            UNIX_EPOCH,
+        )
+        .unwrap();
         assert!(!claims_of(&t.access_token).contains_key("caller"));
         for taken in ["sub", "client_id", "organization", "azp", "tier"] {
             let mut s = spec("c3", "s");
@@ -453,4 +460,3 @@ mod tests {
         }
     }
 }
-

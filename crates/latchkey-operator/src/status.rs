@@ -417,7 +417,12 @@ mod tests {
         let types: Vec<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(
             types,
-            [READY, SECRET_RESOLVED, SPEC_VALID, SERVICE_ACCOUNTS_RESOLVED],
+            [
+                READY,
+                SECRET_RESOLVED,
+                SPEC_VALID,
+                SERVICE_ACCOUNTS_RESOLVED
+            ],
             "only the kinds the spec uses"
         );
         let sa = |s: &OAuthClientStatus| {
@@ -434,7 +439,10 @@ mod tests {
         assert_eq!(ready(Some(&first)).unwrap().status, "True", "Ready stays");
         let seen = outcome(Some(first.clone()), ClientState::Registered);
         let again = desired(&seen, Some(&gone), time(200));
-        assert!(!needs_write(&seen, &again), "a periodic check that finds the same writes nothing");
+        assert!(
+            !needs_write(&seen, &again),
+            "a periodic check that finds the same writes nothing"
+        );
         let found = TrustFindings {
             service_accounts: Some(Verdict {
                 resolved: true,
@@ -445,9 +453,6 @@ mod tests {
         };
         let fixed = desired(&seen, Some(&found), time(300));
         assert_eq!(sa(&fixed).last_transition_time, time(300));
-        assert_eq!(
-            ready(Some(&fixed)).unwrap().last_transition_time,
-            time(100)
-        );
+        assert_eq!(ready(Some(&fixed)).unwrap().last_transition_time, time(100));
     }
 }

@@ -8,8 +8,8 @@
 //! written for credentials that are being made, since it would be overwritten a moment later).
 //!
 //! Issue 11: the leader also checks that the sources a client trusts for assertions resolve
-//! (a [`TrustProbe`], given by the binary), when the spec changes and every [`CHECK_EVERY`],
-//! a few at a time, each bounded by [`CHECK_TIMEOUT`]; their verdicts join the status. A
+//! (a [`TrustProbe`], given by the binary), when the spec changes and every [`CHECK_EVERY`]
+//! (a client whose source did not resolve: at every resync), a few at a time, each bounded by [`CHECK_TIMEOUT`]; their verdicts join the status. A
 //! status waits for the check of its spec (so a new client is written once, with them), and a
 //! periodic check that finds the same causes no write.
 
@@ -226,16 +226,27 @@ impl Plan {
             .is_some_and(|(g, _)| *g == outcome.client.metadata.generation)
     }
 
-    /// Queue every client with checkable trust (the periodic check).
-    pub fn requeue_checks(&mut self) {
+    /// Queue every client with checkable trust (the periodic check), or (`all` false) only
+    /// those a source of which did not resolve, so a ServiceAccount created or an issuer back
+    /// shows within a resync.
+    pub fn requeue_checks(&mut self, all: bool) {
         if !self.probing {
             return;
         }
+        let unresolved = |k: &ObjKey| {
+            self.trust.get(k).is_some_and(|(_, f)| {
+                [&f.service_accounts, &f.issuers, &f.keys]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| !v.resolved)
+            })
+        };
         let due = self
             .outcomes
             .iter()
-            .filter(|(k, o)| checked_trust(k, o).is_some())
-            .map(|(k, _)| k.clone());
+            .filter(|(k, o)| (all || unresolved(k)) && checked_trust(k, o).is_some())
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>();
         self.check_queue.extend(due);
     }
 
@@ -573,11 +584,14 @@ impl Writer {
                         plan.requeue_all();
                     }
                 }
-                _ = tick.tick() => plan.requeue_all(),
+                _ = tick.tick() => {
+                    plan.requeue_all();
+                    plan.requeue_checks(false);
+                }
                 Some((key, generation, found)) = checks.next(), if !checks.is_empty() => {
                     plan.finish_check(key, generation, found);
                 }
-                _ = check_tick.tick() => plan.requeue_checks(),
+                _ = check_tick.tick() => plan.requeue_checks(true),
                 _ = shutdown.changed() => return,
             }
         }
@@ -677,7 +691,10 @@ mod tests {
         let (k, generation, trust) = plan.next_check().unwrap();
         assert_eq!((&k, generation), (&key, Some(1)));
         assert_eq!(trust.service_accounts, [("apps".into(), "gw".into())]);
-        assert!(plan.next_check().is_none(), "one check at a time per client");
+        assert!(
+            plan.next_check().is_none(),
+            "one check at a time per client"
+        );
         plan.finish_check(k, generation, Some(findings(false)));
         let Some(Job::Status(_, _, desired)) = plan.next_job() else {
             panic!("the status is due once checked")
@@ -698,15 +715,20 @@ mod tests {
             to_create: Vec::new(),
         });
         assert!(plan.next_check().is_none(), "an echo is not a new spec");
-        plan.requeue_checks();
+        plan.requeue_checks(true);
         let (k, generation, _) = plan.next_check().unwrap();
         plan.finish_check(k, generation, Some(findings(false)));
         assert!(plan.next_job().is_none());
-        // The ServiceAccount appears: one write.
-        plan.requeue_checks();
+        // The ServiceAccount appears: seen by the resync's check of unresolved clients.
+        plan.requeue_checks(false);
         let (k, generation, _) = plan.next_check().unwrap();
         plan.finish_check(k, generation, Some(findings(true)));
         assert!(matches!(plan.next_job(), Some(Job::Status(..))));
+        plan.requeue_checks(false);
+        assert!(
+            plan.next_check().is_none(),
+            "a resolved client waits for the periodic check"
+        );
         // A client that drops the field is no longer checked.
         let mut plain = assertion_outcome(2, None);
         let mut c = (*plain.client).clone();
@@ -717,9 +739,8 @@ mod tests {
             outcomes: vec![(key.clone(), Some(plain))],
             to_create: Vec::new(),
         });
-        plan.requeue_checks();
+        plan.requeue_checks(true);
         assert!(plan.next_check().is_none());
         assert!(!plan.trust.contains_key(&key));
     }
 }
-

@@ -271,10 +271,12 @@ impl RemoteKeys {
             );
         }
         let fetched = self.fetch(url).await;
-        let failed = |why: Unavailable| Some(Attempt {
-            at: now,
-            failed: Some(why),
-        });
+        let failed = |why: Unavailable| {
+            Some(Attempt {
+                at: now,
+                failed: Some(why),
+            })
+        };
         match fetched {
             Ok((json, ttl)) => {
                 let Some(value) = parse(&json) else {

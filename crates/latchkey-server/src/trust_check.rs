@@ -42,8 +42,8 @@ pub async fn check(app: &App, trust: &AssertionTrust) -> TrustFindings {
 /// Check every source `trust` names.
 pub async fn entries(app: &App, trust: &AssertionTrust) -> Entries {
     let remote = app.assertions.as_ref().map(|a| a.remote());
-    let service_accounts = futures::future::join_all(trust.service_accounts.iter().map(
-        |(ns, name)| async move {
+    let service_accounts =
+        futures::future::join_all(trust.service_accounts.iter().map(|(ns, name)| async move {
             let finding = match app.service_accounts.get() {
                 Some(sa) => sa.account(ns, name).await,
                 None => Finding::Unresolved {
@@ -53,8 +53,7 @@ pub async fn entries(app: &App, trust: &AssertionTrust) -> Entries {
                 },
             };
             (format!("ServiceAccount {ns}/{name}"), finding)
-        },
-    ));
+        }));
     let issuers = futures::future::join_all(trust.federated.iter().map(|f| async move {
         let finding = match (&f.jwks, remote) {
             (Some(_), _) => Finding::Resolved,

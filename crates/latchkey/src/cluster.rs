@@ -184,7 +184,8 @@ impl latchkey_operator::writer::TrustProbe for AppTrustProbe {
     fn check<'a>(
         &'a self,
         trust: &'a latchkey_core::assertion::AssertionTrust,
-    ) -> latchkey_server::service_account::BoxFuture<'a, latchkey_core::trust_check::TrustFindings> {
+    ) -> latchkey_server::service_account::BoxFuture<'a, latchkey_core::trust_check::TrustFindings>
+    {
         Box::pin(latchkey_server::trust_check::check(&self.0, trust))
     }
 }

@@ -84,10 +84,9 @@ impl ClusterApi for KubeClusterApi {
                     FORBIDDEN,
                     "Latchkey is not allowed to get ServiceAccounts in this namespace",
                 ),
-                Ok(Err(_)) => unresolved(
-                    LOOKUP_FAILED,
-                    "the API server refused or failed the lookup",
-                ),
+                Ok(Err(_)) => {
+                    unresolved(LOOKUP_FAILED, "the API server refused or failed the lookup")
+                }
                 Err(_) => unresolved(LOOKUP_FAILED, "the API server did not answer in time"),
             }
         })

@@ -35,7 +35,10 @@ pub enum Line {
 
 /// What changed between the entries `known` held and `found` (every entry of this round),
 /// which becomes `known`. An entry seen for the first time is said only when unresolved.
-pub fn changes(known: &mut HashMap<EntryKey, Finding>, found: Vec<(EntryKey, Finding)>) -> Vec<Line> {
+pub fn changes(
+    known: &mut HashMap<EntryKey, Finding>,
+    found: Vec<(EntryKey, Finding)>,
+) -> Vec<Line> {
     let mut lines = Vec::new();
     let mut next = HashMap::with_capacity(found.len());
     for (key, finding) in found {
