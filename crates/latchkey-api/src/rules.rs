@@ -81,13 +81,11 @@ pub const IDENTITY_CLAIM_FREE: &str = "!(self in ['iss', 'sub', 'aud', 'exp', 'n
 pub const IDENTITY_CLAIM_FREE_MESSAGE: &str = "iss, sub, aud, exp, nbf, iat, jti, scope, \
      clientId, client_id, organization, groups and azp are set by Latchkey or the token \
      contract and cannot name the caller";
-/// On the spec: the identity claim is not one of the client's static claims too.
-pub const IDENTITY_CLAIM_NOT_STATIC: &str = "!has(self.assertionIdentityClaim) || \
-     !has(self.claims) || !(self.assertionIdentityClaim in self.claims)";
+/// The identity claim is not one of the client's static claims too. Not a CEL rule: `claims`
+/// is an object of free names, whose keys CEL cannot look up by a value; checked when the
+/// client is loaded (`SpecValid=False` in a cluster).
 pub const IDENTITY_CLAIM_NOT_STATIC_MESSAGE: &str =
     "assertionIdentityClaim must not also be one of the static claims";
-/// Where the API server reports an [`IDENTITY_CLAIM_NOT_STATIC`] failure.
-pub const IDENTITY_CLAIM_FIELD: &str = ".assertionIdentityClaim";
 
 /// Whether `name` may be an `assertionIdentityClaim` ([`IDENTITY_CLAIM_PATTERN`], its length
 /// bound and [`IDENTITY_CLAIM_FREE`]).

@@ -41,9 +41,6 @@ use crate::{
     .message(assertion_spec::ONE_JWKS_SOURCE_MESSAGE))]
 #[x_kube(validation = Rule::new(assertion_spec::SECRETLESS_NEEDS_ID)
     .message(assertion_spec::SECRETLESS_NEEDS_ID_MESSAGE))]
-#[x_kube(validation = Rule::new(IDENTITY_CLAIM_NOT_STATIC)
-    .message(IDENTITY_CLAIM_NOT_STATIC_MESSAGE)
-    .field_path(IDENTITY_CLAIM_FIELD))]
 // Issue 12: the token endpoint auth method (public clients).
 #[x_kube(validation = Rule::new(auth_method::PUBLIC_NO_SECRET)
     .message(auth_method::PUBLIC_NO_SECRET_MESSAGE))]
