@@ -225,6 +225,8 @@ impl Server {
 
 #[cfg(feature = "e2e")]
 pub mod cluster;
+// Issue 11
+pub mod publisher;
 pub mod sign_in_flow;
 
 impl Drop for Server {
