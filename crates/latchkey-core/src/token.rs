@@ -287,6 +287,14 @@ mod tests {
     use crate::{KeyMaterial, SigningAlgorithm, client::tests::spec};
     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 
+    fn ed_key() -> SigningKey {
+        SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
+        )
+        .unwrap()
+    }
+
     fn claims_of(token: &str) -> serde_json::Map<String, serde_json::Value> {
         let payload = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
@@ -354,11 +362,7 @@ mod tests {
 
     #[test]
     fn claims_follow_the_contract() {
-        let key = SigningKey::new(
-            "k",
-            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
-        )
-        .unwrap();
+        let key = ed_key();
         let client = ClientRecord::new(spec("c1", "s")).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let t = mint(&key, &TokenSettings::default(), &client, "default", now).unwrap();
@@ -385,11 +389,7 @@ mod tests {
 
     #[test]
     fn client_lifetime_audience_and_claims_apply() {
-        let key = SigningKey::new(
-            "k",
-            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
-        )
-        .unwrap();
+        let key = ed_key();
         let mut s = spec("c1", "s");
         s.token_lifetime = Some(Duration::from_secs(60));
         s.audience = vec!["orders-api".into()];
@@ -417,11 +417,7 @@ mod tests {
     // Issue 11: the caller's identity in tokens issued on an assertion.
     #[test]
     fn the_identity_claim_names_the_caller_only_when_both_are_given() {
-        let key = SigningKey::new(
-            "k",
-            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
-        )
-        .unwrap();
+        let key = ed_key();
         let settings = TokenSettings::default();
         let mut s = spec("c1", "s");
         s.claims.insert("tier".into(), "gold".into());

@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::{
-    net::TcpListener,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use common::{FORM, Server, form_encode, jwt_parts, publisher::Publisher};
@@ -105,6 +102,21 @@ fn refused(server: &Server, client_id: Option<&str>, assertion: &str, reason: &s
     );
 }
 
+/// `latchkey standalone` serving `manifests`, trusting the publisher's CA, with `extra` flags.
+fn start_with(dir: &std::path::Path, manifests: &str, extra: &[&str]) -> Server {
+    let clients = dir.join("clients.yaml");
+    std::fs::write(&clients, manifests).unwrap();
+    let ca = dir.join("publisher-ca.pem");
+    let mut args = vec![
+        "--clients",
+        clients.to_str().unwrap(),
+        "--assertion-ca-file",
+        ca.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&dir.join("state"), &args)
+}
+
 fn client_doc(name: &str, spec: Value) -> String {
     let doc = json!({
         "apiVersion": "latchkey.dev/v1alpha1",
@@ -160,16 +172,10 @@ fn private_key_jwt_and_federated_issuers() {
               "jwks": airgap.jwks() }
         ]}),
     ));
-    let clients = dir.path().join("clients.yaml");
-    std::fs::write(&clients, manifests).unwrap();
-    let ca = dir.path().join("publisher-ca.pem");
-    let server = Server::start(
-        &dir.path().join("state"),
+    let server = start_with(
+        dir.path(),
+        &manifests,
         &[
-            "--clients",
-            clients.to_str().unwrap(),
-            "--assertion-ca-file",
-            ca.to_str().unwrap(),
             "--assertion-refetch-floor",
             "1s",
             "--public-url",
@@ -422,12 +428,7 @@ fn the_caller_identity_claim_is_opt_in_and_unreachable_issuers_are_logged() {
         &json!({ "issuer": issuer, "jwks_uri": publisher.url("/ci/jwks") }),
     );
     publisher.publish("/ci/jwks", &ci_key.jwks());
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let unreachable = format!("https://127.0.0.1:{closed}/nobody");
+    let unreachable = format!("https://127.0.0.1:{}/nobody", common::closed_port());
     let federated = json!([{ "issuer": issuer, "subject": SUBJECT, "audience": "latchkey" }]);
     let mut manifests = client_doc(
         "named",
@@ -444,20 +445,7 @@ fn the_caller_identity_claim_is_opt_in_and_unreachable_issuers_are_logged() {
             { "issuer": unreachable, "subject": "job:x" }
         ]}),
     ));
-    let clients = dir.path().join("clients.yaml");
-    std::fs::write(&clients, manifests).unwrap();
-    let ca = dir.path().join("publisher-ca.pem");
-    let server = Server::start(
-        &dir.path().join("state"),
-        &[
-            "--clients",
-            clients.to_str().unwrap(),
-            "--assertion-ca-file",
-            ca.to_str().unwrap(),
-            "--auth-failure-rate",
-            "0",
-        ],
-    );
+    let server = start_with(dir.path(), &manifests, &["--auth-failure-rate", "0"]);
     let token_for = |id: &str| {
         let res = request(
             &server,

@@ -436,12 +436,7 @@ fn unresolvable_service_accounts_and_issuers_show_in_status() {
     );
     let (_, ci_jwks) = signer(SigningAlgorithm::EdDSA, "ci-1");
     publisher.publish("/ci/jwks", &serde_json::from_str(&ci_jwks).unwrap());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let unreachable = format!("https://127.0.0.1:{closed}");
+    let unreachable = format!("https://127.0.0.1:{}", closed_port());
     let late_id = format!("late-{n}");
     apply_client(
         n,

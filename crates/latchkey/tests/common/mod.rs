@@ -479,6 +479,16 @@ pub fn verify_with_jwks(token: &str, jwks: &serde_json::Value) -> serde_json::Va
         .claims
 }
 
+// Issue 11
+/// A loopback port nothing listens on (bound, then released): a connection is refused at once.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Poll `f` until it returns true or `timeout` passes.
 pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
