@@ -157,6 +157,25 @@ pub fn validate(spec: &OAuthClientSpec) -> Result<(), ApiError> {
     if let Some(uri) = &spec.jwks_uri {
         https_url("spec.jwksUri", uri)?;
     }
+    if let Some(name) = &spec.assertion_identity_claim {
+        use crate::rules::*;
+        if !is_identity_claim(name) {
+            let why = if latchkey_core::client::IDENTITY_CLAIM_TAKEN.contains(&name.as_str()) {
+                IDENTITY_CLAIM_FREE_MESSAGE.to_owned()
+            } else {
+                format!(
+                    "{name:?} must match {IDENTITY_CLAIM_PATTERN} and be at most \
+                     {MAX_IDENTITY_CLAIM_LEN} characters"
+                )
+            };
+            return bad(format!("spec.assertionIdentityClaim: {why}"));
+        }
+        if spec.claims.contains_key(name) {
+            return bad(format!(
+                "spec.assertionIdentityClaim: {IDENTITY_CLAIM_NOT_STATIC_MESSAGE}"
+            ));
+        }
+    }
     if let Some(from) = &spec.jwks_from {
         let refs = [&from.secret_key_ref, &from.config_map_key_ref];
         if refs.iter().filter(|r| r.is_some()).count() != 1 {
@@ -279,6 +298,7 @@ pub fn trust(spec: &OAuthClientSpec, namespace: &str) -> Result<AssertionTrust, 
                 key: r.key.clone(),
             })
         }),
+        identity_claim: spec.assertion_identity_claim.clone(),
     })
 }
 
@@ -295,10 +315,14 @@ mod tests {
     #[test]
     fn a_secretless_client_converts() {
         let spec = parse(&format!(
-            "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\nserviceAccounts: [{{namespace: apps, name: gateway}}]\n"
+            "clientId: ci\njwks: {ED_KEY}\nfederatedIdentities:\n- issuer: https://token.actions.githubusercontent.com\n  subject: repo:acme/orders:ref:refs/heads/main\nserviceAccounts: [{{namespace: apps, name: gateway}}]\nassertionIdentityClaim: https://example.com/caller\n"
         ));
         validate(&spec).unwrap();
         let t = trust(&spec, "apps").unwrap();
+        assert_eq!(
+            t.identity_claim.as_deref(),
+            Some("https://example.com/caller")
+        );
         assert_eq!(t.jwks.unwrap().keys.len(), 1);
         assert_eq!(
             t.federated[0].subject,
@@ -341,6 +365,18 @@ mod tests {
             (
                 "serviceAccounts: [{namespace: apps, name: g}]".into(),
                 "spec:",
+            ),
+            (
+                "clientId: c\nassertionIdentityClaim: client_id".into(),
+                "spec.assertionIdentityClaim: iss, sub",
+            ),
+            (
+                "clientId: c\nassertionIdentityClaim: '9x'".into(),
+                "spec.assertionIdentityClaim: \"9x\" must match",
+            ),
+            (
+                "clientId: c\nassertionIdentityClaim: tier\nclaims: {tier: gold}".into(),
+                "spec.assertionIdentityClaim: assertionIdentityClaim must not",
             ),
         ] {
             let e = validate(&parse(&yaml)).unwrap_err().to_string();

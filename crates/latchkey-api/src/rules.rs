@@ -69,6 +69,35 @@ pub const RESERVED_CLAIMS_MESSAGE: &str = "iss, sub, aud, exp, nbf, iat, jti, cl
      scope are set by Latchkey and cannot be static claims";
 pub const EMPTY_CLAIM_NAME_MESSAGE: &str = "a claim name must not be empty";
 
+// Issue 11: the caller's identity in tokens issued on an assertion.
+/// An `assertionIdentityClaim`: a letter, then letters, digits and `_ - . : /` (so a
+/// collision-resistant URI name such as `https://example.com/caller` fits too).
+pub const IDENTITY_CLAIM_PATTERN: &str = "^[A-Za-z][-A-Za-z0-9_.:/]*$";
+/// Longest `assertionIdentityClaim`, in characters.
+pub const MAX_IDENTITY_CLAIM_LEN: usize = 256;
+/// On `assertionIdentityClaim`: none of [`latchkey_core::client::IDENTITY_CLAIM_TAKEN`].
+pub const IDENTITY_CLAIM_FREE: &str = "!(self in ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', \
+     'jti', 'scope', 'clientId', 'client_id', 'organization', 'groups', 'azp'])";
+pub const IDENTITY_CLAIM_FREE_MESSAGE: &str = "iss, sub, aud, exp, nbf, iat, jti, scope, \
+     clientId, client_id, organization, groups and azp are set by Latchkey or the token \
+     contract and cannot name the caller";
+/// The identity claim is not one of the client's static claims too. Not a CEL rule: `claims`
+/// is an object of free names, whose keys CEL cannot look up by a value; checked when the
+/// client is loaded (`SpecValid=False` in a cluster).
+pub const IDENTITY_CLAIM_NOT_STATIC_MESSAGE: &str =
+    "assertionIdentityClaim must not also be one of the static claims";
+
+/// Whether `name` may be an `assertionIdentityClaim` ([`IDENTITY_CLAIM_PATTERN`], its length
+/// bound and [`IDENTITY_CLAIM_FREE`]).
+pub fn is_identity_claim(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=MAX_IDENTITY_CLAIM_LEN).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'/'))
+        && !latchkey_core::client::IDENTITY_CLAIM_TAKEN.contains(&name)
+}
+
 /// Longest duration string.
 pub const MAX_DURATION_LEN: usize = 64;
 /// On `accessTokenLifetime`: between one second and `latchkey_core::client::MAX_TOKEN_LIFETIME`.
@@ -185,6 +214,18 @@ mod tests {
             assert!(RESERVED_CLAIMS_MESSAGE.contains(name), "{name}");
         }
         assert_eq!(MAX_TOKEN_LIFETIME.as_secs(), 24 * 3600);
+        // Issue 11
+        for name in latchkey_core::client::IDENTITY_CLAIM_TAKEN {
+            assert!(IDENTITY_CLAIM_FREE.contains(&format!("'{name}'")), "{name}");
+            assert!(IDENTITY_CLAIM_FREE_MESSAGE.contains(name), "{name}");
+            assert!(!is_identity_claim(name), "{name}");
+        }
+        for name in RESERVED_CLAIMS {
+            assert!(
+                latchkey_core::client::IDENTITY_CLAIM_TAKEN.contains(&name),
+                "{name}"
+            );
+        }
         assert!(LIFETIME_RANGE.contains("duration('24h')"));
         assert!(
             DEFAULT_SCOPES_ALLOWED.contains(&format!("'{}'", latchkey_core::scope::DEFAULT_SCOPE))

@@ -139,6 +139,19 @@ pub struct OAuthClientSpec {
     /// unknown key, and at least every minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_from: Option<assertion_spec::JwksFrom>,
+    /// A claim that names the caller in tokens issued on a ServiceAccount or federated
+    /// assertion: `system:serviceaccount:<namespace>:<name>` for a ServiceAccount,
+    /// `<issuer>#<subject>` for a federated identity (private_key_jwt adds nothing: the
+    /// caller is the client). Omitted: tokens carry the contract's claims only. Not one of
+    /// iss, sub, aud, exp, nbf, iat, jti, scope, clientId, client_id, organization, groups,
+    /// azp or the static claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = MAX_IDENTITY_CLAIM_LEN),
+        regex(pattern = IDENTITY_CLAIM_PATTERN)
+    )]
+    #[x_kube(validation = Rule::new(IDENTITY_CLAIM_FREE).message(IDENTITY_CLAIM_FREE_MESSAGE))]
+    pub assertion_identity_claim: Option<String>,
     // Issue 13: secret rotation with a grace period.
     /// A previous client secret that is still accepted until `expiresAt`, so a secret rotates
     /// without downtime: it is read from the same Secret as the current one, under `key`.

@@ -53,6 +53,12 @@ pub fn service_account_of(sub: &str) -> Option<(&str, &str)> {
     (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
 }
 
+/// The caller a federated assertion speaks for, as the identity claim shows it:
+/// `{issuer}#{subject}` (an OpenID issuer has no fragment, so the first `#` splits it).
+pub fn federated_caller(issuer: &str, subject: &str) -> String {
+    format!("{issuer}#{subject}")
+}
+
 /// Keys one JWK Set may hold.
 pub const MAX_JWKS_KEYS: usize = 32;
 
@@ -438,6 +444,10 @@ pub struct AssertionTrust {
     pub service_accounts: Vec<(String, String)>,
     /// private_key_jwt: the client's public keys in a key of a Secret or ConfigMap.
     pub jwks_from: Option<ObjectKeyRef>,
+    /// The claim that names the caller in tokens issued on a ServiceAccount or federated
+    /// assertion (`spec.assertionIdentityClaim`); `None`: tokens carry the contract's claims
+    /// only.
+    pub identity_claim: Option<String>,
 }
 
 /// A key of a Secret or ConfigMap holding a JWK Set (`latchkey run`).

@@ -16,6 +16,26 @@ pub const RESERVED_CLAIMS: [&str; 9] = [
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "clientId", "scope",
 ];
 
+// Issue 11: the caller's identity in tokens issued on an assertion.
+/// Names `assertionIdentityClaim` may not take: the contract's and RFC 7519's, the ones
+/// people's tokens and the APK profile set (`organization`, `groups`), and OAuth's for the
+/// client (`client_id`, `azp`).
+pub const IDENTITY_CLAIM_TAKEN: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "scope",
+    "clientId",
+    "client_id",
+    "organization",
+    "groups",
+    "azp",
+];
+
 /// The longest token lifetime a client may ask for. Key rotation keeps a retired key published
 /// for at least this long, so it bounds how long a compromised key stays trusted.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -169,6 +189,16 @@ impl ClientRecord {
         }
         let scopes = ScopePolicy::new(&spec.scopes, &spec.default_scopes)?;
         let extra_claims_json = render_extra_claims(&spec.audience, &spec.claims)?;
+        // Issue 11: the caller's identity claim.
+        if let Some(name) = &spec.assertion.identity_claim
+            && (name.is_empty()
+                || IDENTITY_CLAIM_TAKEN.contains(&name.as_str())
+                || spec.claims.contains_key(name))
+        {
+            return Err(CoreError::InvalidClient(format!(
+                "assertionIdentityClaim {name:?} is a claim Latchkey or the client's static                  claims already set"
+            )));
+        }
         let mut grant_types = spec.grant_types;
         grant_types.dedup();
         let previous = spec

@@ -200,7 +200,7 @@ mod tests {
     fn token(i: &Issuer, id: &str, secret: &str, now: SystemTime) -> String {
         let registry = i.registry();
         let c = registry.authenticate(id, secret.as_bytes(), now).unwrap();
-        i.issue_to(c, GrantType::ClientCredentials, None, now)
+        i.issue_to(c, GrantType::ClientCredentials, None, None, now)
             .unwrap()
             .access_token
     }

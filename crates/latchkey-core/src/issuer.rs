@@ -85,17 +85,20 @@ impl Issuer {
         let grant = parse_grant(req.grant_type)?;
         let registry = self.registry.load();
         let client = registry.authenticate_by(req.client_id, req.client_secret, req.method, now)?;
-        self.issue_to(client, grant, req.scope, now)
+        self.issue_to(client, grant, req.scope, None, now)
     }
 
     /// Issue to a client that has already proven who it is, by whichever method of client
     /// authentication (a secret here, an assertion or a public client's PKCE elsewhere): the
     /// grant, scope and signing rules are the same for all of them.
+    /// `caller` (issue 11) is who authenticated by assertion, for the client's identity
+    /// claim.
     pub fn issue_to(
         &self,
         client: &ClientRecord,
         grant: GrantType,
         scope: Option<&str>,
+        caller: Option<&str>,
         now: SystemTime,
     ) -> Result<IssuedToken, OAuthError> {
         // Issue 12: the grants for people run at the token endpoint over the grant store and
@@ -120,7 +123,7 @@ impl Issuer {
                 "no signing key is loaded yet; retry shortly",
             ));
         };
-        token::mint(keys.active(), &self.settings, client, &scope, now)
+        token::mint_for_caller(keys.active(), &self.settings, client, &scope, caller, now)
             .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the token could not be signed"))
     }
 }

@@ -26,6 +26,8 @@ pub mod signing;
 pub mod store;
 pub mod token;
 pub mod token_endpoint_auth;
+// Issue 11: whether a client's assertion sources resolve.
+pub mod trust_check;
 pub mod user;
 
 pub use client::{ClientRecord, ClientSpec};

@@ -70,6 +70,20 @@ pub fn mint(
     scope: &str,
     now: SystemTime,
 ) -> Result<IssuedToken, CoreError> {
+    mint_for_caller(key, settings, client, scope, None, now)
+}
+
+// Issue 11: the caller's identity in tokens issued on an assertion.
+/// [`mint`], naming `caller` (who authenticated by assertion) in the client's
+/// `assertionIdentityClaim` when it sets one; without either, exactly [`mint`]'s claims.
+pub fn mint_for_caller(
+    key: &SigningKey,
+    settings: &TokenSettings,
+    client: &ClientRecord,
+    scope: &str,
+    caller: Option<&str>,
+    now: SystemTime,
+) -> Result<IssuedToken, CoreError> {
     let lifetime = client
         .token_lifetime()
         .unwrap_or(settings.default_lifetime)
@@ -93,6 +107,14 @@ pub fn mint(
     if !extra.is_empty() {
         json.pop(); // the closing brace
         json.extend_from_slice(extra.as_bytes());
+        json.push(b'}');
+    }
+    if let (Some(name), Some(caller)) = (&client.assertion_trust().identity_claim, caller) {
+        json.pop();
+        json.push(b',');
+        serde_json::to_writer(&mut json, name).map_err(|_| CoreError::Signing)?;
+        json.push(b':');
+        serde_json::to_writer(&mut json, caller).map_err(|_| CoreError::Signing)?;
         json.push(b'}');
     }
     Ok(IssuedToken {
@@ -265,6 +287,14 @@ mod tests {
     use crate::{KeyMaterial, SigningAlgorithm, client::tests::spec};
     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 
+    fn ed_key() -> SigningKey {
+        SigningKey::new(
+            "k",
+            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
+        )
+        .unwrap()
+    }
+
     fn claims_of(token: &str) -> serde_json::Map<String, serde_json::Value> {
         let payload = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
@@ -332,11 +362,7 @@ mod tests {
 
     #[test]
     fn claims_follow_the_contract() {
-        let key = SigningKey::new(
-            "k",
-            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
-        )
-        .unwrap();
+        let key = ed_key();
         let client = ClientRecord::new(spec("c1", "s")).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let t = mint(&key, &TokenSettings::default(), &client, "default", now).unwrap();
@@ -363,11 +389,7 @@ mod tests {
 
     #[test]
     fn client_lifetime_audience_and_claims_apply() {
-        let key = SigningKey::new(
-            "k",
-            &KeyMaterial::generate(SigningAlgorithm::EdDSA, 0).unwrap(),
-        )
-        .unwrap();
+        let key = ed_key();
         let mut s = spec("c1", "s");
         s.token_lifetime = Some(Duration::from_secs(60));
         s.audience = vec!["orders-api".into()];
@@ -390,5 +412,47 @@ mod tests {
             scope: "x".into(),
         };
         assert!(!format!("{t:?}").contains("eyJ"));
+    }
+
+    // Issue 11: the caller's identity in tokens issued on an assertion.
+    #[test]
+    fn the_identity_claim_names_the_caller_only_when_both_are_given() {
+        let key = ed_key();
+        let settings = TokenSettings::default();
+        let mut s = spec("c1", "s");
+        s.claims.insert("tier".into(), "gold".into());
+        s.assertion.identity_claim = Some("caller".into());
+        let named = ClientRecord::new(s).unwrap();
+        let caller = "system:serviceaccount:apps:gateway";
+        let t =
+            mint_for_caller(&key, &settings, &named, "default", Some(caller), UNIX_EPOCH).unwrap();
+        let c = claims_of(&t.access_token);
+        assert_eq!(c["caller"], caller);
+        assert_eq!(c["tier"], "gold");
+        let payload = t.access_token.split('.').nth(1).unwrap();
+        let raw = String::from_utf8(B64.decode(payload).unwrap()).unwrap();
+        assert!(
+            raw.ends_with(r#","tier":"gold","caller":"system:serviceaccount:apps:gateway"}"#),
+            "after the static claims: {raw}"
+        );
+        let plain = mint_for_caller(&key, &settings, &named, "default", None, UNIX_EPOCH).unwrap();
+        assert!(!claims_of(&plain.access_token).contains_key("caller"));
+        let unnamed = ClientRecord::new(spec("c2", "s")).unwrap();
+        let t = mint_for_caller(
+            &key,
+            &settings,
+            &unnamed,
+            "default",
+            Some(caller),
+            UNIX_EPOCH,
+        )
+        .unwrap();
+        assert!(!claims_of(&t.access_token).contains_key("caller"));
+        for taken in ["sub", "client_id", "organization", "azp", "tier"] {
+            let mut s = spec("c3", "s");
+            s.claims.insert("tier".into(), "gold".into());
+            s.assertion.identity_claim = Some(taken.into());
+            assert!(ClientRecord::new(s).is_err(), "{taken}");
+        }
     }
 }

@@ -46,6 +46,9 @@ pub struct Operator {
     pub users: Arc<ArcSwap<UserDirectory>>,
     /// The keys that seal session cookies, read from their Secret (advanced by the leader).
     pub session_keys: Arc<ArcSwap<SessionKeys>>,
+    // Issue 11: client authentication by assertion.
+    /// Checks clients' assertion sources for their status (the leader's writer runs it).
+    pub trust_probe: Option<Arc<dyn crate::writer::TrustProbe>>,
 }
 
 impl Operator {
@@ -60,6 +63,7 @@ impl Operator {
             ready,
             users,
             session_keys,
+            trust_probe,
         } = self;
         let (leading_tx, leading_rx) = watch::channel(false);
         let (synced_tx, synced_rx) = watch::channel(false);
@@ -145,7 +149,11 @@ impl Operator {
             leading_rx.clone(),
             shutdown.clone(),
         ));
-        let writer = Writer::new(client, &cfg.identity, &cfg.token_url);
+        let mut writer = Writer::new(client, &cfg.identity, &cfg.token_url);
+        // Issue 11: client authentication by assertion.
+        if let Some(probe) = trust_probe {
+            writer = writer.with_trust_probe(probe);
+        }
         let leading_observer = observer.clone();
         let writer_task = tokio::spawn(writer.run(
             changes_rx,

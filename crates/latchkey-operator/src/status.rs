@@ -5,12 +5,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use latchkey_api::OAuthClientStatus;
 
 use latchkey_api::resolve::{ClientState, Outcome, PreviousSecretState, system_time};
+use latchkey_core::trust_check::TrustFindings;
 
 pub const READY: &str = "Ready";
 pub const SECRET_RESOLVED: &str = "SecretResolved";
 pub const SPEC_VALID: &str = "SpecValid";
 /// Issue 13: present while `spec.previousSecret` is set.
 pub const PREVIOUS_SECRET_ACCEPTED: &str = "PreviousSecretAccepted";
+// Issue 11: whether the sources a client trusts for assertions resolve. Each is present only
+// while its field is set; Ready does not depend on them (the client serves whatever else it
+// trusts), they say which source cannot work and why.
+/// While `spec.serviceAccounts` is set.
+pub const SERVICE_ACCOUNTS_RESOLVED: &str = "ServiceAccountsResolved";
+/// While `spec.federatedIdentities` is set.
+pub const ISSUERS_RESOLVED: &str = "IssuersResolved";
+/// While `spec.jwksUri` or `spec.jwksFrom` is set.
+pub const KEYS_RESOLVED: &str = "KeysResolved";
 
 /// `(status, reason, message)` of one condition.
 type Cond = (bool, &'static str, String);
@@ -93,9 +103,9 @@ fn conditions(state: &ClientState) -> [(&'static str, Cond); 3] {
     ]
 }
 
-/// The status this outcome calls for. Conditions whose status did not change keep their
-/// `lastTransitionTime`.
-pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
+/// The status this outcome calls for, with the findings of its trust check if any (issue
+/// 11). Conditions whose status did not change keep their `lastTransitionTime`.
+pub fn desired(outcome: &Outcome, trust: Option<&TrustFindings>, now: Time) -> OAuthClientStatus {
     let current = outcome.client.status.as_ref();
     let generation = outcome.client.metadata.generation;
     // Issue 11: client authentication by assertion. A client without secretRef that trusts
@@ -115,6 +125,7 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
             _ => (type_, cond),
         })
         .chain(previous_secret_condition(outcome, &now))
+        .chain(trust_conditions(trust))
         .map(|(type_, (ok, reason, message))| {
             let status = if ok { "True" } else { "False" }.to_owned();
             let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
@@ -143,6 +154,23 @@ pub fn desired(outcome: &Outcome, now: Time) -> OAuthClientStatus {
             _ => None,
         },
     }
+}
+
+// Issue 11: client authentication by assertion.
+/// The conditions of a trust check's verdicts (only the kinds the spec uses have one).
+fn trust_conditions(trust: Option<&TrustFindings>) -> Vec<(&'static str, Cond)> {
+    let Some(t) = trust else { return Vec::new() };
+    [
+        (SERVICE_ACCOUNTS_RESOLVED, &t.service_accounts),
+        (ISSUERS_RESOLVED, &t.issuers),
+        (KEYS_RESOLVED, &t.keys),
+    ]
+    .into_iter()
+    .filter_map(|(type_, v)| {
+        v.as_ref()
+            .map(|v| (type_, (v.resolved, v.reason, v.message.clone())))
+    })
+    .collect()
 }
 
 // Issue 13: secret rotation.
@@ -221,7 +249,7 @@ mod tests {
 
     #[test]
     fn registered_is_ready_with_every_condition_true() {
-        let s = desired(&outcome(None, ClientState::Registered), time(100));
+        let s = desired(&outcome(None, ClientState::Registered), None, time(100));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.client_id.as_deref(), Some("id"));
         assert!(
@@ -234,16 +262,16 @@ mod tests {
 
     #[test]
     fn an_echo_of_the_written_status_needs_no_write() {
-        let first = desired(&outcome(None, ClientState::Registered), time(100));
+        let first = desired(&outcome(None, ClientState::Registered), None, time(100));
         let o = outcome(Some(first.clone()), ClientState::Registered);
-        let again = desired(&o, time(200));
+        let again = desired(&o, None, time(200));
         assert_eq!(again, first, "transition times must be kept");
         assert!(!needs_write(&o, &again));
     }
 
     #[test]
     fn a_change_moves_only_the_changed_conditions_times() {
-        let first = desired(&outcome(None, ClientState::Registered), time(100));
+        let first = desired(&outcome(None, ClientState::Registered), None, time(100));
         let o = outcome(
             Some(first),
             ClientState::ClientIdConflict {
@@ -251,7 +279,7 @@ mod tests {
                 holder: ("a".into(), "b".into()),
             },
         );
-        let next = desired(&o, time(200));
+        let next = desired(&o, None, time(200));
         assert!(needs_write(&o, &next));
         let r = ready(Some(&next)).unwrap();
         assert_eq!(
@@ -286,7 +314,7 @@ mod tests {
         ]
         .into_iter()
         .map(|st| {
-            ready(Some(&desired(&outcome(None, st), time(1))))
+            ready(Some(&desired(&outcome(None, st), None, time(1))))
                 .unwrap()
                 .reason
                 .clone()
@@ -319,7 +347,7 @@ mod tests {
         let mut c = (*o.client).clone();
         c.spec = spec;
         o.client = Arc::new(c);
-        let s = desired(&o, time(100));
+        let s = desired(&o, None, time(100));
         assert_eq!(s.secret_name, None);
         assert_eq!(ready(Some(&s)).unwrap().status, "True");
         let secret = s
@@ -333,7 +361,7 @@ mod tests {
         );
         assert!(secret.message.contains("public"), "{}", secret.message);
         // A confidential client of the same outcome names its Secret.
-        let plain = desired(&outcome(None, ClientState::Registered), time(100));
+        let plain = desired(&outcome(None, ClientState::Registered), None, time(100));
         assert_eq!(plain.secret_name.as_deref(), Some("s"));
     }
 
@@ -342,7 +370,7 @@ mod tests {
     fn the_previous_secret_shows_until_it_stops() {
         let mut o = outcome(None, ClientState::Registered);
         assert!(
-            desired(&o, time(100))
+            desired(&o, None, time(100))
                 .conditions
                 .iter()
                 .all(|c| c.type_ != PREVIOUS_SECRET_ACCEPTED)
@@ -356,19 +384,75 @@ mod tests {
                 .unwrap();
             (c.status.clone(), c.reason.clone())
         };
-        let before = desired(&o, time(100));
+        let before = desired(&o, None, time(100));
         assert_eq!(before.previous_secret_expires_at, Some(time(500)));
         assert_eq!(cond(&before), ("True".into(), "InGracePeriod".into()));
         assert_eq!(ready(Some(&before)).unwrap().status, "True");
-        let after = desired(&o, time(500));
+        let after = desired(&o, None, time(500));
         assert_eq!(cond(&after), ("False".into(), "Expired".into()));
         let now = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
         assert_eq!(changes_at(&o, now(100)), Some(now(500)));
         assert_eq!(changes_at(&o, now(500)), None);
         o.previous_secret = PreviousSecretState::KeyMissing { key: "k".into() };
         assert_eq!(
-            cond(&desired(&o, time(100))),
+            cond(&desired(&o, None, time(100))),
             ("False".into(), "KeyMissing".into())
         );
+    }
+
+    // Issue 11: client authentication by assertion.
+    #[test]
+    fn trust_verdicts_become_conditions_that_keep_their_time_and_leave_ready_alone() {
+        use latchkey_core::trust_check::{SERVICE_ACCOUNT_NOT_FOUND, TrustFindings, Verdict};
+        let o = outcome(None, ClientState::Registered);
+        let gone = TrustFindings {
+            service_accounts: Some(Verdict {
+                resolved: false,
+                reason: SERVICE_ACCOUNT_NOT_FOUND,
+                message: "ServiceAccount apps/gw: does not exist".into(),
+            }),
+            ..Default::default()
+        };
+        let first = desired(&o, Some(&gone), time(100));
+        let types: Vec<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                READY,
+                SECRET_RESOLVED,
+                SPEC_VALID,
+                SERVICE_ACCOUNTS_RESOLVED
+            ],
+            "only the kinds the spec uses"
+        );
+        let sa = |s: &OAuthClientStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == SERVICE_ACCOUNTS_RESOLVED)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            (sa(&first).status.as_str(), sa(&first).reason.as_str()),
+            ("False", SERVICE_ACCOUNT_NOT_FOUND)
+        );
+        assert_eq!(ready(Some(&first)).unwrap().status, "True", "Ready stays");
+        let seen = outcome(Some(first.clone()), ClientState::Registered);
+        let again = desired(&seen, Some(&gone), time(200));
+        assert!(
+            !needs_write(&seen, &again),
+            "a periodic check that finds the same writes nothing"
+        );
+        let found = TrustFindings {
+            service_accounts: Some(Verdict {
+                resolved: true,
+                reason: "Resolved",
+                message: "every listed ServiceAccount exists".into(),
+            }),
+            ..Default::default()
+        };
+        let fixed = desired(&seen, Some(&found), time(300));
+        assert_eq!(sa(&fixed).last_transition_time, time(300));
+        assert_eq!(ready(Some(&fixed)).unwrap().last_transition_time, time(100));
     }
 }

@@ -6,6 +6,12 @@
 //! many in flight at once, each computed from the latest outcome when its turn comes. A
 //! client costs at most two writes: its Secret and its status (a "pending" status is not
 //! written for credentials that are being made, since it would be overwritten a moment later).
+//!
+//! Issue 11: the leader also checks that the sources a client trusts for assertions resolve
+//! (a [`TrustProbe`], given by the binary), when the spec changes and every [`CHECK_EVERY`]
+//! (a client whose source did not resolve: at every resync), a few at a time, each bounded by [`CHECK_TIMEOUT`]; their verdicts join the status. A
+//! status waits for the check of its spec (so a new client is written once, with them), and a
+//! periodic check that finds the same causes no write.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -13,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use k8s_openapi::{
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -27,6 +33,7 @@ use latchkey_api::{
     OAuthClient, OAuthClientStatus,
     resolve::{ClientState, CredentialsToCreate, ObjKey, Outcome},
 };
+use latchkey_core::{assertion::AssertionTrust, trust_check::TrustFindings};
 use tokio::sync::{mpsc, watch};
 
 use crate::{OperatorError, client_watch::Changes, credentials, status};
@@ -37,6 +44,33 @@ pub const FIELD_MANAGER: &str = "latchkey";
 const CONCURRENCY: usize = 32;
 /// Everything is checked again this often (retries failed writes).
 const RESYNC: Duration = Duration::from_secs(5);
+// Issue 11: client authentication by assertion.
+/// Every client's assertion sources are checked again this often.
+pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// Trust checks in flight at once.
+const CHECK_CONCURRENCY: usize = 8;
+/// Longest one trust check may take (each fetch inside is bounded too).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Checks whether the sources a client trusts for assertions resolve (the binary's, over the
+/// token server's caches).
+pub trait TrustProbe: Send + Sync {
+    fn check<'a>(&'a self, trust: &'a AssertionTrust) -> BoxFuture<'a, TrustFindings>;
+}
+
+/// The trust a client's status reports on: its assertion sources that can be checked
+/// (ServiceAccounts, federated issuers, `jwksUri`, `jwksFrom`), if its spec is valid.
+pub fn checked_trust(key: &ObjKey, outcome: &Outcome) -> Option<AssertionTrust> {
+    let spec = &outcome.client.spec;
+    let checkable = !spec.service_accounts.is_empty()
+        || !spec.federated_identities.is_empty()
+        || spec.jwks_uri.is_some()
+        || spec.jwks_from.is_some();
+    if !checkable || matches!(outcome.state, ClientState::InvalidSpec(_)) {
+        return None;
+    }
+    latchkey_api::assertion_spec::trust(spec, &key.0).ok()
+}
 
 /// Two statuses equal but for the conditions' transition times.
 fn same_ignoring_times(a: &OAuthClientStatus, b: &OAuthClientStatus) -> bool {
@@ -110,6 +144,14 @@ pub struct Plan {
     written: HashMap<ObjKey, OAuthClientStatus>,
     statuses: BTreeSet<ObjKey>,
     in_flight: HashSet<ObjKey>,
+    // Issue 11: client authentication by assertion.
+    /// Whether trust checks run (a probe is installed).
+    probing: bool,
+    /// The latest trust findings per client, with the generation they were checked at.
+    trust: HashMap<ObjKey, (Option<i64>, TrustFindings)>,
+    /// Clients due a trust check, and those being checked.
+    check_queue: BTreeSet<ObjKey>,
+    checking: HashSet<ObjKey>,
 }
 
 fn secret_key(c: &CredentialsToCreate) -> ObjKey {
@@ -143,6 +185,14 @@ impl Plan {
                     }) {
                         self.written.remove(&key);
                     }
+                    // Issue 11: a spec not yet checked is checked now.
+                    if self.probing {
+                        if checked_trust(&key, &o).is_none() {
+                            self.trust.remove(&key);
+                        } else if !self.checked(&key, &o) {
+                            self.check_queue.insert(key.clone());
+                        }
+                    }
                     self.outcomes.insert(key.clone(), o);
                     self.statuses.insert(key);
                 }
@@ -150,6 +200,8 @@ impl Plan {
                     self.outcomes.remove(&key);
                     self.written.remove(&key);
                     self.statuses.remove(&key);
+                    self.trust.remove(&key);
+                    self.check_queue.remove(&key);
                 }
             }
         }
@@ -164,6 +216,86 @@ impl Plan {
             .filter(|c| !self.created.contains(&secret_key(c)))
             .map(|c| c.owner.clone());
         self.create_queue.extend(due);
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Whether the trust findings held for `key` are of this outcome's spec.
+    fn checked(&self, key: &ObjKey, outcome: &Outcome) -> bool {
+        self.trust
+            .get(key)
+            .is_some_and(|(g, _)| *g == outcome.client.metadata.generation)
+    }
+
+    /// Queue every client with checkable trust (the periodic check), or (`all` false) only
+    /// those a source of which did not resolve, so a ServiceAccount created or an issuer back
+    /// shows within a resync.
+    pub fn requeue_checks(&mut self, all: bool) {
+        if !self.probing {
+            return;
+        }
+        let unresolved = |k: &ObjKey| {
+            self.trust.get(k).is_some_and(|(_, f)| {
+                [&f.service_accounts, &f.issuers, &f.keys]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| !v.resolved)
+            })
+        };
+        let due = self
+            .outcomes
+            .iter()
+            .filter(|(k, o)| (all || unresolved(k)) && checked_trust(k, o).is_some())
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>();
+        self.check_queue.extend(due);
+    }
+
+    /// The next trust check: the client, the generation checked and its trust.
+    fn next_check(&mut self) -> Option<(ObjKey, Option<i64>, AssertionTrust)> {
+        let mut busy = Vec::new();
+        let mut next = None;
+        while let Some(key) = self.check_queue.pop_first() {
+            if self.checking.contains(&key) {
+                busy.push(key);
+                continue;
+            }
+            let Some(outcome) = self.outcomes.get(&key) else {
+                continue;
+            };
+            if let Some(trust) = checked_trust(&key, outcome) {
+                self.checking.insert(key.clone());
+                next = Some((key, outcome.client.metadata.generation, trust));
+                break;
+            }
+        }
+        // Checked again once the check in flight is done.
+        self.check_queue.extend(busy);
+        next
+    }
+
+    /// A check is done (`None`: it timed out, the findings held stay); the client's status is
+    /// due again.
+    fn finish_check(
+        &mut self,
+        key: ObjKey,
+        generation: Option<i64>,
+        findings: Option<TrustFindings>,
+    ) {
+        self.checking.remove(&key);
+        let Some(outcome) = self.outcomes.get(&key) else {
+            return;
+        };
+        if checked_trust(&key, outcome).is_none() {
+            return;
+        }
+        let findings = findings
+            .or_else(|| self.trust.get(&key).map(|(_, f)| f.clone()))
+            .unwrap_or_default();
+        self.trust.insert(key.clone(), (generation, findings));
+        if outcome.client.metadata.generation != generation {
+            self.check_queue.insert(key.clone());
+        }
+        self.statuses.insert(key);
     }
 
     /// The next write, if any is due: credentials first.
@@ -211,7 +343,12 @@ impl Plan {
                 return None;
             }
         }
-        let desired = status::desired(outcome, now);
+        // Issue 11: a spec with checkable trust waits for its check (queued or in flight).
+        if self.probing && checked_trust(key, outcome).is_some() && !self.checked(key, outcome) {
+            return None;
+        }
+        let trust = self.trust.get(key).map(|(_, f)| f);
+        let desired = status::desired(outcome, trust, now);
         if !status::needs_write(outcome, &desired) {
             return None;
         }
@@ -249,6 +386,8 @@ pub struct Writer {
     client: Client,
     recorder: Recorder,
     token_url: String,
+    // Issue 11: client authentication by assertion.
+    probe: Option<Arc<dyn TrustProbe>>,
 }
 
 impl Writer {
@@ -261,7 +400,15 @@ impl Writer {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             token_url: token_url.to_owned(),
+            probe: None,
         }
+    }
+
+    // Issue 11: client authentication by assertion.
+    /// Check clients' assertion sources with `probe` and show the verdicts in their status.
+    pub fn with_trust_probe(mut self, probe: Arc<dyn TrustProbe>) -> Writer {
+        self.probe = Some(probe);
+        self
     }
 
     async fn event(&self, client: &OAuthClient, ev: Event) {
@@ -384,10 +531,30 @@ impl Writer {
         on_leading: impl Fn(bool) + Send,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            probing: self.probe.is_some(),
+            ..Plan::default()
+        };
         let mut in_flight = FuturesUnordered::new();
         let mut tick = tokio::time::interval(RESYNC);
+        // Issue 11: trust checks, beside the writes.
+        let mut checks = FuturesUnordered::new();
+        let mut check_tick = tokio::time::interval(CHECK_EVERY);
         loop {
+            if *leading.borrow()
+                && let Some(probe) = &self.probe
+            {
+                while checks.len() < CHECK_CONCURRENCY {
+                    let Some((key, generation, trust)) = plan.next_check() else {
+                        break;
+                    };
+                    let probe = probe.clone();
+                    checks.push(async move {
+                        let found = tokio::time::timeout(CHECK_TIMEOUT, probe.check(&trust)).await;
+                        (key, generation, found.ok())
+                    });
+                }
+            }
             if *leading.borrow() {
                 while in_flight.len() < CONCURRENCY {
                     let Some(job) = plan.next_job() else { break };
@@ -417,7 +584,14 @@ impl Writer {
                         plan.requeue_all();
                     }
                 }
-                _ = tick.tick() => plan.requeue_all(),
+                _ = tick.tick() => {
+                    plan.requeue_all();
+                    plan.requeue_checks(false);
+                }
+                Some((key, generation, found)) = checks.next(), if !checks.is_empty() => {
+                    plan.finish_check(key, generation, found);
+                }
+                _ = check_tick.tick() => plan.requeue_checks(true),
                 _ = shutdown.changed() => return,
             }
         }
@@ -465,5 +639,108 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    // Issue 11: client authentication by assertion.
+    fn assertion_outcome(generation: i64, status: Option<OAuthClientStatus>) -> Outcome {
+        let spec: latchkey_api::OAuthClientSpec = serde_json::from_value(serde_json::json!({
+            "clientId": "gw",
+            "serviceAccounts": [{"namespace": "apps", "name": "gw"}],
+        }))
+        .unwrap();
+        let mut c = OAuthClient::new("gw", spec);
+        c.metadata.namespace = Some("apps".into());
+        c.metadata.generation = Some(generation);
+        c.status = status;
+        Outcome {
+            client: Arc::new(c),
+            client_id: Some("gw".into()),
+            secret_name: "gw-credentials".into(),
+            state: ClientState::Registered,
+            previous_secret: Default::default(),
+        }
+    }
+
+    fn findings(resolved: bool) -> TrustFindings {
+        TrustFindings {
+            service_accounts: Some(latchkey_core::trust_check::Verdict {
+                resolved,
+                reason: if resolved {
+                    "Resolved"
+                } else {
+                    "ServiceAccountNotFound"
+                },
+                message: "m".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_status_waits_for_its_trust_check_and_a_same_finding_writes_nothing() {
+        let key: ObjKey = ("apps".into(), "gw".into());
+        let mut plan = Plan {
+            probing: true,
+            ..Plan::default()
+        };
+        plan.update(Changes {
+            outcomes: vec![(key.clone(), Some(assertion_outcome(1, None)))],
+            to_create: Vec::new(),
+        });
+        assert!(plan.next_job().is_none(), "no status before the check");
+        let (k, generation, trust) = plan.next_check().unwrap();
+        assert_eq!((&k, generation), (&key, Some(1)));
+        assert_eq!(trust.service_accounts, [("apps".into(), "gw".into())]);
+        assert!(
+            plan.next_check().is_none(),
+            "one check at a time per client"
+        );
+        plan.finish_check(k, generation, Some(findings(false)));
+        let Some(Job::Status(_, _, desired)) = plan.next_job() else {
+            panic!("the status is due once checked")
+        };
+        let sa = desired
+            .conditions
+            .iter()
+            .find(|c| c.type_ == status::SERVICE_ACCOUNTS_RESOLVED)
+            .unwrap();
+        assert_eq!(sa.status, "False");
+        plan.finish(Done::Status {
+            key: key.clone(),
+            written: Some(desired.clone()),
+        });
+        // The echo of the write, then the periodic check finding the same: nothing to write.
+        plan.update(Changes {
+            outcomes: vec![(key.clone(), Some(assertion_outcome(1, Some(desired))))],
+            to_create: Vec::new(),
+        });
+        assert!(plan.next_check().is_none(), "an echo is not a new spec");
+        plan.requeue_checks(true);
+        let (k, generation, _) = plan.next_check().unwrap();
+        plan.finish_check(k, generation, Some(findings(false)));
+        assert!(plan.next_job().is_none());
+        // The ServiceAccount appears: seen by the resync's check of unresolved clients.
+        plan.requeue_checks(false);
+        let (k, generation, _) = plan.next_check().unwrap();
+        plan.finish_check(k, generation, Some(findings(true)));
+        assert!(matches!(plan.next_job(), Some(Job::Status(..))));
+        plan.requeue_checks(false);
+        assert!(
+            plan.next_check().is_none(),
+            "a resolved client waits for the periodic check"
+        );
+        // A client that drops the field is no longer checked.
+        let mut plain = assertion_outcome(2, None);
+        let mut c = (*plain.client).clone();
+        c.spec.service_accounts.clear();
+        c.spec.secret_ref = None;
+        plain.client = Arc::new(c);
+        plan.update(Changes {
+            outcomes: vec![(key.clone(), Some(plain))],
+            to_create: Vec::new(),
+        });
+        plan.requeue_checks(true);
+        assert!(plan.next_check().is_none());
+        assert!(!plan.trust.contains_key(&key));
     }
 }

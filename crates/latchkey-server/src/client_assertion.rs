@@ -66,6 +66,17 @@ pub struct Assertions {
     remote: RemoteKeys,
 }
 
+/// Who an accepted assertion authenticated: the client, by which method, and (issue 11) the
+/// caller's identity for the client's `assertionIdentityClaim`, when the client sets one and
+/// the caller is not the client itself: `system:serviceaccount:<ns>:<name>` for a
+/// ServiceAccount, `{issuer}#{subject}` for a federated identity.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub client: Arc<ClientRecord>,
+    pub method: AuthMethod,
+    pub caller: Option<String>,
+}
+
 /// A refused assertion: the answer (always `invalid_client`, without detail) and the reason
 /// for the log.
 #[derive(Debug)]
@@ -115,6 +126,11 @@ impl Assertions {
         })
     }
 
+    /// The cache of remote keys (`jwksUri`, federated issuers).
+    pub fn remote(&self) -> &RemoteKeys {
+        &self.remote
+    }
+
     /// The audiences an assertion may name for this server.
     pub fn audiences(&self) -> &[String] {
         &self.audiences
@@ -131,7 +147,7 @@ impl Assertions {
         client_id: Option<&str>,
         token: &str,
         now: SystemTime,
-    ) -> Result<(Arc<ClientRecord>, AuthMethod), Refused> {
+    ) -> Result<Authenticated, Refused> {
         let peeked = assertion::peek(token)?;
         let iss = peeked.claims.iss.as_deref().unwrap_or_default();
         let self_signed = peeked.claims.sub.as_deref() == Some(iss);
@@ -151,6 +167,7 @@ impl Assertions {
             return Err(refused("the client is disabled"));
         }
         let trust = client.assertion_trust();
+        let named = trust.identity_claim.is_some();
         let kid = peeked.kid.as_deref();
         if let Some(sa) = service_accounts
             && sa.issuer() == iss
@@ -185,10 +202,15 @@ impl Assertions {
             };
             assertion::check_claims(&peeked.claims, &expect, now)?;
             sa.still_valid(token).await.map_err(refused)?;
-            return Ok((client.clone(), AuthMethod::ServiceAccount));
+            return Ok(Authenticated {
+                client: client.clone(),
+                method: AuthMethod::ServiceAccount,
+                // The token's sub is the ServiceAccount's user name.
+                caller: named.then(|| sub.to_owned()),
+            });
         }
         let fetched: Arc<JwkSet>;
-        let (keys, expect, method): (&JwkSet, Expect<'_>, AuthMethod) =
+        let (keys, expect, method, caller): (&JwkSet, Expect<'_>, AuthMethod, Option<String>) =
             if iss == id && trust.has_client_keys() {
                 let keys = match (&trust.jwks, &trust.jwks_uri, &trust.jwks_from) {
                     (Some(inline), _, _) => inline,
@@ -212,7 +234,8 @@ impl Assertions {
                     max_lifetime: self.max_lifetime,
                     require_jti: true,
                 };
-                (keys, expect, AuthMethod::PrivateKeyJwt)
+                // The caller is the client itself: nothing to add.
+                (keys, expect, AuthMethod::PrivateKeyJwt, None)
             } else if let Some(f) = trust.federated_for(iss) {
                 let keys = match &f.jwks {
                     Some(inline) => inline,
@@ -232,7 +255,8 @@ impl Assertions {
                     max_lifetime: assertion::MAX_FEDERATED_LIFETIME,
                     require_jti: true,
                 };
-                (keys, expect, AuthMethod::FederatedJwt)
+                let caller = named.then(|| assertion::federated_caller(&f.issuer, &f.subject));
+                (keys, expect, AuthMethod::FederatedJwt, caller)
             } else {
                 return Err(refused(
                     "the client trusts neither its own keys nor a federated issuer for this iss",
@@ -246,7 +270,11 @@ impl Assertions {
         let exp = assertion::check_claims(&peeked.claims, &expect, now)?;
         let jti = peeked.claims.jti.as_deref().unwrap_or_default();
         self.replay.admit(id, iss, jti, exp, now)?;
-        Ok((client.clone(), method))
+        Ok(Authenticated {
+            client: client.clone(),
+            method,
+            caller,
+        })
     }
 }
 

@@ -29,6 +29,8 @@ pub mod striped;
 pub mod throttle;
 pub mod tls;
 pub mod token_endpoint;
+// Issue 11: whether a client's assertion sources resolve.
+pub mod trust_check;
 // Issue 13
 pub mod endpoint_form;
 pub mod introspect;

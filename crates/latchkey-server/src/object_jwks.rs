@@ -19,6 +19,11 @@ pub const MAX_AGE: Duration = Duration::from_secs(60);
 /// Most objects remembered (they come from client definitions).
 const MAX_ENTRIES: usize = 4096;
 
+/// What a reader answers when Latchkey may not read the object (RBAC).
+pub const FORBIDDEN: &str = "Latchkey is not allowed to read the client's key object";
+/// The answer for an object or key that does not exist.
+pub const NOT_FOUND: &str = "the client's key object or key does not exist";
+
 /// Reads a key of a Secret or ConfigMap.
 pub trait ObjectReader: Send + Sync {
     /// The value, or `Ok(None)` when the object or key does not exist.
@@ -104,7 +109,7 @@ impl ObjectJwks {
         }
         *last = Some(now);
         let value = match self.reader.read(object).await {
-            Ok(v) => v.ok_or("the client's key object or key does not exist")?,
+            Ok(v) => v.ok_or(NOT_FOUND)?,
             Err(why) => {
                 // While the API server is away, the keys read before stay in use (as the
                 // rest of the registry does).

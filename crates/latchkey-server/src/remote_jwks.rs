@@ -59,11 +59,19 @@ struct Cached<T> {
     fresh_until: Instant,
 }
 
-/// One URL: the last good document and the time of the last attempt (its lock makes one
-/// fetch at a time per URL).
+/// The last fetch of a URL: when, and why it failed if it did (so a caller within the floor
+/// is told the real cause).
+#[derive(Clone, Copy)]
+struct Attempt {
+    at: Instant,
+    failed: Option<Unavailable>,
+}
+
+/// One URL: the last good document and the last attempt (its lock makes one fetch at a time
+/// per URL).
 struct Entry<T> {
     cached: ArcSwapOption<Cached<T>>,
-    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    last_attempt: tokio::sync::Mutex<Option<Attempt>>,
 }
 
 impl<T> Default for Entry<T> {
@@ -100,6 +108,23 @@ impl std::fmt::Debug for RemoteKeys {
 
 /// Why remote keys could not be had; safe to log (no document content).
 pub type Unavailable = &'static str;
+
+/// Which step of a federated issuer's keys failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerUnavailable {
+    /// Its discovery document (`{issuer}/.well-known/openid-configuration`).
+    Discovery(Unavailable),
+    /// The JWK Set its discovery document names.
+    Keys(Unavailable),
+}
+
+impl IssuerUnavailable {
+    pub fn why(self) -> Unavailable {
+        match self {
+            IssuerUnavailable::Discovery(w) | IssuerUnavailable::Keys(w) => w,
+        }
+    }
+}
 
 /// The certificates of a PEM file, for [`RemoteKeys::new`].
 pub fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ServerError> {
@@ -178,11 +203,23 @@ impl RemoteKeys {
         issuer: &str,
         kid: Option<&str>,
     ) -> Result<Arc<JwkSet>, Unavailable> {
+        self.issuer_keys(issuer, kid)
+            .await
+            .map_err(IssuerUnavailable::why)
+    }
+
+    /// [`RemoteKeys::issuer_jwks`], saying which step failed.
+    pub async fn issuer_keys(
+        &self,
+        issuer: &str,
+        kid: Option<&str>,
+    ) -> Result<Arc<JwkSet>, IssuerUnavailable> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let entry = entry(&self.discovery, &url, self.config.max_entries)?;
+        let entry = entry(&self.discovery, &url, self.config.max_entries)
+            .map_err(IssuerUnavailable::Discovery)?;
         let parse = |v: &serde_json::Value| {
             (v.get("issuer")?.as_str()? == issuer)
                 .then(|| v.get("jwks_uri")?.as_str())
@@ -192,8 +229,13 @@ impl RemoteKeys {
                     jwks_uri: u.to_owned(),
                 })
         };
-        let discovery = self.get(&entry, &url, |_| true, parse).await?;
-        self.jwks(&discovery.jwks_uri, kid).await
+        let discovery = self
+            .get(&entry, &url, |_| true, parse)
+            .await
+            .map_err(IssuerUnavailable::Discovery)?;
+        self.jwks(&discovery.jwks_uri, kid)
+            .await
+            .map_err(IssuerUnavailable::Keys)
     }
 
     async fn get<T>(
@@ -220,16 +262,33 @@ impl RemoteKeys {
             return Ok(v);
         }
         let stale = entry.cached.load_full().map(|c| c.value.clone());
-        if last.is_some_and(|t| now.duration_since(t) < self.config.refetch_floor) {
-            return stale.ok_or("the keys could not be fetched recently; not retried yet");
+        if let Some(a) = *last
+            && now.duration_since(a.at) < self.config.refetch_floor
+        {
+            return stale.ok_or(
+                a.failed
+                    .unwrap_or("the keys could not be fetched recently; not retried yet"),
+            );
         }
-        *last = Some(now);
-        match self.fetch(url).await {
+        let fetched = self.fetch(url).await;
+        let failed = |why: Unavailable| {
+            Some(Attempt {
+                at: now,
+                failed: Some(why),
+            })
+        };
+        match fetched {
             Ok((json, ttl)) => {
                 let Some(value) = parse(&json) else {
                     tracing::warn!(url, "remote keys: the document is not what was expected");
-                    return stale.ok_or("the published document is not usable");
+                    let why = "the published document is not usable";
+                    *last = failed(why);
+                    return stale.ok_or(why);
                 };
+                *last = Some(Attempt {
+                    at: now,
+                    failed: None,
+                });
                 let value = Arc::new(value);
                 entry.cached.store(Some(Arc::new(Cached {
                     value: value.clone(),
@@ -238,6 +297,7 @@ impl RemoteKeys {
                 Ok(value)
             }
             Err(why) => {
+                *last = failed(why);
                 tracing::warn!(url, reason = why, "remote keys: fetch failed");
                 // Keys fetched before stay in use while the publisher is down.
                 stale.ok_or(why)
@@ -362,10 +422,13 @@ mod tests {
         let url = format!("https://127.0.0.1:{port}/jwks");
         let first = keys.jwks(&url, None).await.unwrap_err();
         assert_eq!(first, "the publisher could not be reached over HTTPS");
+        // Not asked again within the floor, and the answer keeps the real cause.
         let second = keys.jwks(&url, None).await.unwrap_err();
+        assert_eq!(second, first);
+        let issuer = format!("https://127.0.0.1:{port}");
         assert_eq!(
-            second,
-            "the keys could not be fetched recently; not retried yet"
+            keys.issuer_keys(&issuer, None).await.unwrap_err(),
+            IssuerUnavailable::Discovery("the publisher could not be reached over HTTPS")
         );
         assert!(
             keys.jwks("http://127.0.0.1/jwks", None).await.is_err(),

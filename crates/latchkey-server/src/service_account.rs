@@ -30,7 +30,7 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
-use latchkey_core::assertion::JwkSet;
+use latchkey_core::{assertion::JwkSet, trust_check::Finding};
 
 /// How long a positive TokenReview is trusted.
 pub const REVIEW_TTL: Duration = Duration::from_secs(3);
@@ -47,6 +47,9 @@ pub trait ClusterApi: Send + Sync {
     /// Whether an object still exists with this UID (`Ok(false)`: gone, or replaced by
     /// another of the same name).
     fn exists<'a>(&'a self, object: &'a BoundObject) -> BoxFuture<'a, Result<bool, &'static str>>;
+    /// Whether the ServiceAccount `namespace/name` exists (off the token path: a client's
+    /// status, [`crate::trust_check`]).
+    fn account<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Finding>;
 }
 
 /// An object a ServiceAccount token depends on.
@@ -193,6 +196,11 @@ impl ServiceAccounts {
         }
     }
 
+    /// Whether the ServiceAccount `namespace/name` exists.
+    pub async fn account(&self, namespace: &str, name: &str) -> Finding {
+        self.api.account(namespace, name).await
+    }
+
     /// Whether the objects `token` depends on still exist: a positive answer younger than
     /// [`REVIEW_TTL`], else one read per object.
     pub async fn still_valid(&self, token: &str) -> Result<(), &'static str> {
@@ -261,6 +269,9 @@ mod tests {
             self.reviews.fetch_add(1, Ordering::SeqCst);
             let alive = self.alive.load(Ordering::SeqCst);
             Box::pin(async move { Ok(alive) })
+        }
+        fn account<'a>(&'a self, _namespace: &'a str, _name: &'a str) -> BoxFuture<'a, Finding> {
+            Box::pin(async { Finding::Resolved })
         }
     }
 

@@ -276,7 +276,11 @@ async fn by_assertion(
             now,
         )
         .await;
-    let (client, method) = match outcome {
+    let crate::client_assertion::Authenticated {
+        client,
+        method,
+        caller,
+    } = match outcome {
         Ok(ok) => ok,
         Err(refused) => {
             seen.refusal = Some(refused.reason);
@@ -287,8 +291,13 @@ async fn by_assertion(
     seen.client_id = Some(client.client_id().to_owned());
     // Issue 12: a client that names its method accepts no other.
     client_auth::check_method(&client, method)?;
-    app.issuer
-        .issue_to(&client, grant, form.scope.as_deref(), now)
+    app.issuer.issue_to(
+        &client,
+        grant,
+        form.scope.as_deref(),
+        caller.as_deref(),
+        now,
+    )
 }
 
 pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {

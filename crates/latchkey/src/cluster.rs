@@ -157,6 +157,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         session_keys: Arc::new(arc_swap::ArcSwap::from_pointee(
             latchkey_core::session_keys::SessionKeys::default(),
         )),
+        // Issue 11: the status conditions of clients' assertion sources.
+        trust_probe: Some(Arc::new(AppTrustProbe(app.clone()))),
     };
     // Issue 12: sign-in reads the operator's users and session keys, and keeps grants as
     // ConfigMaps in Latchkey's namespace (any replica writes them, conditionally).
@@ -172,4 +174,18 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     });
     let operator = async move { Ok(operator.run(shutdown_rx).await?) };
     serving::run(&args.serve, app, admin, shutdown_tx, operator).await
+}
+
+// Issue 11: client authentication by assertion.
+/// The token server's own caches as the writer's [`TrustProbe`].
+struct AppTrustProbe(Arc<latchkey_server::App>);
+
+impl latchkey_operator::writer::TrustProbe for AppTrustProbe {
+    fn check<'a>(
+        &'a self,
+        trust: &'a latchkey_core::assertion::AssertionTrust,
+    ) -> latchkey_server::service_account::BoxFuture<'a, latchkey_core::trust_check::TrustFindings>
+    {
+        Box::pin(latchkey_server::trust_check::check(&self.0, trust))
+    }
 }

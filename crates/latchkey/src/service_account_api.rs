@@ -9,7 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, ServiceAccount};
 use kube::Api;
-use latchkey_core::assertion::{JwkSet, ObjectKeyRef, parse_jwks};
+use latchkey_core::{
+    assertion::{JwkSet, ObjectKeyRef, parse_jwks},
+    trust_check::{FORBIDDEN, Finding, LOOKUP_FAILED, SERVICE_ACCOUNT_NOT_FOUND},
+};
 use latchkey_server::{
     App,
     object_jwks::ObjectReader,
@@ -67,6 +70,25 @@ impl ClusterApi for KubeClusterApi {
                 .await
                 .map_err(|_| "the API server did not answer in time")??;
             Ok(uid.as_deref() == Some(object.uid.as_str()))
+        })
+    }
+
+    fn account<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Finding> {
+        Box::pin(async move {
+            let unresolved = |reason, why| Finding::Unresolved { reason, why };
+            let api = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace);
+            match tokio::time::timeout(CALL_TIMEOUT, api.get_metadata_opt(name)).await {
+                Ok(Ok(Some(_))) => Finding::Resolved,
+                Ok(Ok(None)) => unresolved(SERVICE_ACCOUNT_NOT_FOUND, "does not exist"),
+                Ok(Err(kube::Error::Api(s))) if s.code == 403 => unresolved(
+                    FORBIDDEN,
+                    "Latchkey is not allowed to get ServiceAccounts in this namespace",
+                ),
+                Ok(Err(_)) => {
+                    unresolved(LOOKUP_FAILED, "the API server refused or failed the lookup")
+                }
+                Err(_) => unresolved(LOOKUP_FAILED, "the API server did not answer in time"),
+            }
         })
     }
 }
@@ -146,8 +168,10 @@ impl ObjectReader for KubeObjectReader {
         Box::pin(async move {
             let (c, ns) = (self.client.clone(), object.namespace.as_str());
             let read = async {
-                let failed =
-                    |_| "reading the client's key object failed (is Latchkey allowed to get it?)";
+                let failed = |e| match e {
+                    kube::Error::Api(s) if s.code == 403 => latchkey_server::object_jwks::FORBIDDEN,
+                    _ => "reading the client's key object failed",
+                };
                 match object.kind {
                     "Secret" => Ok(Api::<Secret>::namespaced(c, ns)
                         .get_opt(&object.name)

@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader, Write},
-    net::{SocketAddr, TcpListener},
-    path::Path,
-    sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use common::{FORM, Server, form_encode, jwt_parts};
+use common::{FORM, Server, form_encode, jwt_parts, publisher::Publisher};
 use latchkey_core::{KeyMaterial, SigningAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
@@ -109,88 +102,19 @@ fn refused(server: &Server, client_id: Option<&str>, assertion: &str, reason: &s
     );
 }
 
-/// An HTTPS server publishing documents (JWKS, discovery) that the test changes at will.
-struct Publisher {
-    addr: SocketAddr,
-    docs: Arc<Mutex<HashMap<String, String>>>,
-    hits: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Publisher {
-    fn start(dir: &Path) -> Publisher {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-        std::fs::write(dir.join("publisher-ca.pem"), cert.cert.pem()).unwrap();
-        let chain = vec![cert.cert.der().clone()];
-        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let docs: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let (d, h) = (docs.clone(), hits.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (config, d, h) = (config.clone(), d.clone(), h.clone());
-                std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(conn, stream);
-                    let mut reader = BufReader::new(&mut tls);
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                    loop {
-                        let mut header = String::new();
-                        match reader.read_line(&mut header) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if header == "\r\n" => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    *h.lock().unwrap().entry(path.clone()).or_default() += 1;
-                    let doc = d.lock().unwrap().get(&path).cloned();
-                    let res = match doc {
-                        Some(body) => format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        ),
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
-                    };
-                    let _ = tls.write_all(res.as_bytes());
-                    let _ = tls.flush();
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                });
-            }
-        });
-        Publisher { addr, docs, hits }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.addr.port())
-    }
-
-    fn publish(&self, path: &str, doc: &Value) {
-        self.docs
-            .lock()
-            .unwrap()
-            .insert(path.to_owned(), doc.to_string());
-    }
-
-    fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
+/// `latchkey standalone` serving `manifests`, trusting the publisher's CA, with `extra` flags.
+fn start_with(dir: &std::path::Path, manifests: &str, extra: &[&str]) -> Server {
+    let clients = dir.join("clients.yaml");
+    std::fs::write(&clients, manifests).unwrap();
+    let ca = dir.join("publisher-ca.pem");
+    let mut args = vec![
+        "--clients",
+        clients.to_str().unwrap(),
+        "--assertion-ca-file",
+        ca.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&dir.join("state"), &args)
 }
 
 fn client_doc(name: &str, spec: Value) -> String {
@@ -248,16 +172,10 @@ fn private_key_jwt_and_federated_issuers() {
               "jwks": airgap.jwks() }
         ]}),
     ));
-    let clients = dir.path().join("clients.yaml");
-    std::fs::write(&clients, manifests).unwrap();
-    let ca = dir.path().join("publisher-ca.pem");
-    let server = Server::start(
-        &dir.path().join("state"),
+    let server = start_with(
+        dir.path(),
+        &manifests,
         &[
-            "--clients",
-            clients.to_str().unwrap(),
-            "--assertion-ca-file",
-            ca.to_str().unwrap(),
             "--assertion-refetch-floor",
             "1s",
             "--public-url",
@@ -494,4 +412,88 @@ fn private_key_jwt_and_federated_issuers() {
     for line in server.logs() {
         assert!(!line.contains("eyJ"), "a JWT in the log: {line}");
     }
+}
+
+/// Issue 11: `assertionIdentityClaim` names the federated caller (`{issuer}#{subject}`) in
+/// the token, and only when set: without it the claims are the contract's, byte for byte.
+/// Standalone says an unreachable issuer in one warning line.
+#[test]
+fn the_caller_identity_claim_is_opt_in_and_unreachable_issuers_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = Publisher::start(dir.path());
+    let ci_key = Signer::new(SigningAlgorithm::EdDSA, "ci-1");
+    let issuer = publisher.url("/ci");
+    publisher.publish(
+        "/ci/.well-known/openid-configuration",
+        &json!({ "issuer": issuer, "jwks_uri": publisher.url("/ci/jwks") }),
+    );
+    publisher.publish("/ci/jwks", &ci_key.jwks());
+    let unreachable = format!("https://127.0.0.1:{}/nobody", common::closed_port());
+    let federated = json!([{ "issuer": issuer, "subject": SUBJECT, "audience": "latchkey" }]);
+    let mut manifests = client_doc(
+        "named",
+        json!({ "clientId": "named", "federatedIdentities": federated,
+                "assertionIdentityClaim": "caller", "claims": { "tier": "gold" } }),
+    );
+    manifests.push_str(&client_doc(
+        "plain",
+        json!({ "clientId": "plain", "federatedIdentities": federated }),
+    ));
+    manifests.push_str(&client_doc(
+        "lost",
+        json!({ "clientId": "lost", "federatedIdentities": [
+            { "issuer": unreachable, "subject": "job:x" }
+        ]}),
+    ));
+    let server = start_with(dir.path(), &manifests, &["--auth-failure-rate", "0"]);
+    let token_for = |id: &str| {
+        let res = request(
+            &server,
+            Some(id),
+            &ci_key.sign(&claims(&issuer, SUBJECT, "latchkey")),
+        );
+        assert_eq!(res.status, 200, "{id}: {}", res.text());
+        let token = res.json()["access_token"].as_str().unwrap().to_owned();
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        String::from_utf8(B64.decode(payload).unwrap()).unwrap()
+    };
+    let named: Value = serde_json::from_str(&token_for("named")).unwrap();
+    assert_eq!(named["caller"], json!(format!("{issuer}#{SUBJECT}")));
+    assert_eq!(named["sub"], json!("named"), "the contract stays exact");
+    assert_eq!(named["tier"], json!("gold"));
+    let raw = token_for("plain");
+    let c: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        raw,
+        format!(
+            r#"{{"iss":"{AUD}","sub":"plain","exp":{},"nbf":{},"iat":{},"jti":"{}","clientId":"plain","scope":"default"}}"#,
+            c["exp"],
+            c["nbf"],
+            c["iat"],
+            c["jti"].as_str().unwrap()
+        ),
+        "without the field, the contract's claims and nothing else"
+    );
+
+    let warning = "a client's assertion source cannot be resolved";
+    assert!(
+        server.wait_for_log(warning, Duration::from_secs(15)),
+        "the unreachable issuer is said"
+    );
+    let lines: Vec<String> = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains(warning))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line, for the one broken issuer: {lines:?}"
+    );
+    assert!(
+        lines[0].contains("lost") && lines[0].contains(&unreachable),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("DiscoveryFailed"), "{}", lines[0]);
 }

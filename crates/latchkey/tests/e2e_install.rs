@@ -1217,3 +1217,156 @@ fn with_registration_open_the_service_account_registers_updates_and_deletes_only
     assert_eq!(token_with(&open, &id, &rotated, None).status, 401);
     assert_no_rbac_denials(&server);
 }
+
+// Issue 11: clients without secrets.
+/// `--set serviceAccountTokens.enabled=true` (all namespaces, or `watchNamespaces`): as the
+/// chart's own ServiceAccount, `latchkey run` accepts a projected token bound to a Secret for
+/// the OAuthClient listing its ServiceAccount (naming it in `assertionIdentityClaim`), refuses
+/// it within 5 s of the Secret's deletion, writes the trust conditions, and meets no RBAC
+/// denial. With `watchNamespaces`, a ServiceAccount outside them shows as Forbidden.
+fn service_account_tokens_under_the_chart_rbac(watch: bool) {
+    install_crd();
+    let rel = Namespace::new("e2e-insa");
+    let apps = Namespace::new("e2e-saapps");
+    let mut sets = vec![
+        "serviceAccountTokens.enabled=true".to_owned(),
+        "tls.mode=perPod".to_owned(),
+    ];
+    if watch {
+        sets.push(format!("watchNamespaces={{{}}}", apps.0));
+    }
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let release = Release::install(&rel.0, &sets);
+    let deploy = release.get("deployment", "latchkey");
+    let audience = args_of(&deploy)
+        .iter()
+        .find_map(|a| a.strip_prefix("--token-url=").map(str::to_owned))
+        .expect("the chart sets --token-url");
+
+    let a = apps.0.as_str();
+    kubectl_ok(&["create", "serviceaccount", "gateway", "-n", a], None);
+    kubectl_ok(&["create", "secret", "generic", "bound", "-n", a], None);
+    let id = format!("gw-{a}");
+    let mut clients = vec![
+        (
+            "gateway",
+            json!({ "clientId": id, "assertionIdentityClaim": "caller",
+                    "serviceAccounts": [{ "namespace": a, "name": "gateway" }] }),
+        ),
+        (
+            "ghost",
+            json!({ "clientId": format!("ghost-{a}"),
+                    "serviceAccounts": [{ "namespace": a, "name": "ghost" }] }),
+        ),
+    ];
+    if watch {
+        // The chart's own ServiceAccount exists, but its namespace is not watched.
+        clients.push((
+            "outside",
+            json!({ "clientId": format!("outside-{a}"),
+                    "serviceAccounts": [{ "namespace": rel.0, "name": "latchkey" }] }),
+        ));
+    }
+    for (name, spec) in &clients {
+        let doc = json!({
+            "apiVersion": "latchkey.dev/v1alpha1", "kind": "OAuthClient",
+            "metadata": { "name": name, "namespace": a }, "spec": spec,
+        });
+        kubectl_ok(&["apply", "-f", "-"], Some(&doc.to_string()));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let sa = service_account_kubeconfig(&rel.0, "latchkey", dir.path());
+    let server = start_like_the_chart(&deploy, &sa, &dir.path().join("state"), &[]);
+    wait_ready(&server);
+    assert!(
+        server.wait_for_log(
+            "ServiceAccount tokens accepted as client assertions",
+            Duration::from_secs(30)
+        ),
+        "the service-account issuer is discovered with the chart's RBAC"
+    );
+    wait_condition(
+        a,
+        "gateway",
+        "ServiceAccountsResolved",
+        ("True", "Resolved"),
+    );
+    wait_ready_reason(a, "gateway", ("True", "Registered"));
+    wait_condition(
+        a,
+        "ghost",
+        "ServiceAccountsResolved",
+        ("False", "ServiceAccountNotFound"),
+    );
+    if watch {
+        wait_condition(
+            a,
+            "outside",
+            "ServiceAccountsResolved",
+            ("False", "Forbidden"),
+        );
+    }
+
+    let token = kubectl_ok(
+        &[
+            "create",
+            "token",
+            "gateway",
+            "-n",
+            a,
+            "--audience",
+            &audience,
+            "--bound-object-kind",
+            "Secret",
+            "--bound-object-name",
+            "bound",
+        ],
+        None,
+    );
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_assertion_type={}&client_assertion={}",
+        form_encode(&id),
+        form_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        form_encode(token.trim())
+    );
+    let res = server.token(&[FORM], &body);
+    assert_eq!(res.status, 200, "{}", res.text());
+    let (_, claims) = jwt_parts(res.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], json!(id));
+    assert_eq!(
+        claims["caller"],
+        json!(format!("system:serviceaccount:{a}:gateway"))
+    );
+
+    kubectl_ok(&["delete", "secret", "bound", "-n", a, "--wait=true"], None);
+    let deleted = Instant::now();
+    let refused = eventually(Duration::from_secs(5), || {
+        server.token(&[FORM], &body).status == 400
+    });
+    println!(
+        "figure: token bound to a deleted Secret refused after {:?}",
+        deleted.elapsed()
+    );
+    assert!(
+        refused,
+        "still accepted 5 s after its bound Secret was deleted"
+    );
+    assert_eq!(
+        server.token(&[FORM], &body).json()["error"],
+        json!("invalid_client")
+    );
+
+    assert_no_rbac_denials(&server);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn with_service_account_tokens_the_chart_rbac_serves_bound_tokens() {
+    service_account_tokens_under_the_chart_rbac(false);
+}
+
+#[test]
+fn with_service_account_tokens_and_watch_namespaces_the_chart_rbac_serves_bound_tokens() {
+    service_account_tokens_under_the_chart_rbac(true);
+}

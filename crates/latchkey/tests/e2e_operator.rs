@@ -7,27 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::{cluster::*, *};
 
-fn oac_json(ns: &str, name: &str) -> serde_json::Value {
-    serde_json::from_str(&kubectl_ok(
-        &["get", "oac", name, "-n", ns, "-o", "json"],
-        None,
-    ))
-    .unwrap()
-}
-
-fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String)> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap().to_owned(),
-                c["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-}
-
 fn token_status(server: &Server, id: &str, secret: &str, scope: Option<&str>) -> u16 {
     let mut body = "grant_type=client_credentials".to_owned();
     if let Some(s) = scope {
@@ -47,20 +26,6 @@ fn wait_status(server: &Server, id: &str, secret: &str, want: u16) -> Duration {
         "token for {id} never answered {want}"
     );
     start.elapsed()
-}
-
-fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = eventually(Duration::from_secs(30), || {
-        last = oac_json(ns, name);
-        condition(&last, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
-    });
-    assert!(
-        ok,
-        "{ns}/{name} never got {type_}={want:?}; status: {}",
-        last["status"]
-    );
-    last
 }
 
 /// Merge-patch an OAuthClient.

@@ -400,3 +400,161 @@ fn private_key_jwt_keys_from_a_secret_and_a_configmap() {
         "the rotated key (new kid) is read again"
     );
 }
+
+/// The message of condition `type_`, if present.
+fn condition_message(oac: &Value, type_: &str) -> Option<String> {
+    oac["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+}
+
+fn apply_client(ns: &str, name: &str, spec: Value) {
+    let doc = json!({
+        "apiVersion": "latchkey.dev/v1alpha1", "kind": "OAuthClient",
+        "metadata": { "name": name, "namespace": ns }, "spec": spec,
+    });
+    kubectl_ok(&["apply", "-f", "-"], Some(&doc.to_string()));
+}
+
+/// Issue 11: a listed ServiceAccount or federated issuer that cannot be resolved shows in the
+/// client's status (ServiceAccountsResolved, IssuersResolved), naming the entry; a
+/// ServiceAccount created turns it True within seconds; Ready is not affected, nothing is
+/// rewritten while nothing changes; and `assertionIdentityClaim` names the ServiceAccount.
+#[test]
+fn unresolvable_service_accounts_and_issuers_show_in_status() {
+    install_crd();
+    let ns = Namespace::new("sa-cond");
+    let n = ns.0.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = common::publisher::Publisher::start(dir.path());
+    let issuer = publisher.url("/ci");
+    publisher.publish(
+        "/ci/.well-known/openid-configuration",
+        &json!({ "issuer": issuer, "jwks_uri": publisher.url("/ci/jwks") }),
+    );
+    let (_, ci_jwks) = signer(SigningAlgorithm::EdDSA, "ci-1");
+    publisher.publish("/ci/jwks", &serde_json::from_str(&ci_jwks).unwrap());
+    let unreachable = format!("https://127.0.0.1:{}", closed_port());
+    let late_id = format!("late-{n}");
+    apply_client(
+        n,
+        "late",
+        json!({ "clientId": late_id, "assertionIdentityClaim": "caller",
+                "serviceAccounts": [{ "namespace": n, "name": "late" }] }),
+    );
+    apply_client(
+        n,
+        "fed-ok",
+        json!({ "clientId": format!("fed-ok-{n}"),
+                "federatedIdentities": [{ "issuer": issuer, "subject": "job:a" }] }),
+    );
+    apply_client(
+        n,
+        "fed-down",
+        json!({ "clientId": format!("fed-down-{n}"),
+                "federatedIdentities": [{ "issuer": unreachable, "subject": "job:b" }] }),
+    );
+    let ca = dir.path().join("publisher-ca.pem");
+    let server = start_run(
+        n,
+        "cond-0",
+        dir.path(),
+        &[
+            "--token-url",
+            TOKEN_URL,
+            "--auth-failure-rate",
+            "0",
+            "--assertion-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    wait_ready(&server);
+
+    let late = wait_condition(
+        n,
+        "late",
+        "ServiceAccountsResolved",
+        ("False", "ServiceAccountNotFound"),
+    );
+    let message = condition_message(&late, "ServiceAccountsResolved").unwrap();
+    assert!(
+        message.contains(&format!("ServiceAccount {n}/late")),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&late, "Ready"),
+        Some(("True".into(), "Registered".into())),
+        "Ready is not affected"
+    );
+    for absent in ["IssuersResolved", "KeysResolved"] {
+        assert!(condition(&late, absent).is_none(), "{}", late["status"]);
+    }
+
+    let ok = wait_condition(n, "fed-ok", "IssuersResolved", ("True", "Resolved"));
+    assert!(condition(&ok, "ServiceAccountsResolved").is_none());
+    let down = wait_condition(
+        n,
+        "fed-down",
+        "IssuersResolved",
+        ("False", "DiscoveryFailed"),
+    );
+    let message = condition_message(&down, "IssuersResolved").unwrap();
+    assert!(message.contains(&unreachable), "{message}");
+    assert!(message.contains("could not be reached"), "{message}");
+    // A failing source is checked again at every resync (5 s); finding the same writes
+    // nothing.
+    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        version(&oac_json(n, "fed-down")),
+        version(&down),
+        "no status rewrite while nothing changes"
+    );
+
+    // The ServiceAccount appears: True within seconds.
+    kubectl_ok(&["create", "serviceaccount", "late", "-n", n], None);
+    let created = Instant::now();
+    wait_condition(n, "late", "ServiceAccountsResolved", ("True", "Resolved"));
+    println!(
+        "figure: ServiceAccountsResolved True {:?} after the ServiceAccount was created",
+        created.elapsed()
+    );
+    assert!(created.elapsed() < Duration::from_secs(15));
+
+    // assertionIdentityClaim: the token names the ServiceAccount, the contract stays.
+    let token = create_token(n, "late", TOKEN_URL, None);
+    let res = request(&server, &late_id, &token);
+    assert_eq!(res.status, 200, "{}", res.text());
+    let (_, claims) = jwt_parts(res.json()["access_token"].as_str().unwrap());
+    assert_eq!(
+        claims["caller"],
+        json!(format!("system:serviceaccount:{n}:late"))
+    );
+    assert_eq!(claims["sub"], json!(late_id));
+
+    // The API server refuses an identity claim Latchkey sets (the CRD's CEL rule); one that
+    // is also a static claim is refused when the client loads.
+    let doc = json!({
+        "apiVersion": "latchkey.dev/v1alpha1", "kind": "OAuthClient",
+        "metadata": { "name": "bad", "namespace": n },
+        "spec": { "clientId": "x", "assertionIdentityClaim": "client_id" },
+    });
+    let out = kubectl(&["apply", "-f", "-"], Some(&doc.to_string()));
+    assert!(!out.status.success(), "client_id was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot name the caller"), "{err}");
+    apply_client(
+        n,
+        "bad",
+        json!({ "clientId": format!("bad-{n}"), "assertionIdentityClaim": "tier",
+                "claims": { "tier": "gold" } }),
+    );
+    let bad = wait_condition(n, "bad", "SpecValid", ("False", "InvalidSpec"));
+    let message = condition_message(&bad, "SpecValid").unwrap();
+    assert!(
+        message.contains("must not also be one of the static claims"),
+        "{message}"
+    );
+}

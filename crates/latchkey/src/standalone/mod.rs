@@ -7,6 +7,8 @@ pub mod collection_files;
 pub mod json_file;
 pub mod key_file;
 pub mod registration_files;
+// Issue 11
+pub mod trust_warnings;
 pub mod user_files;
 
 use std::{
@@ -198,6 +200,8 @@ pub async fn run(args: StandaloneArgs) -> Result<(), Error> {
         writer_rx.clone(),
         shutdown_rx.clone(),
     ));
+    // Issue 11: unresolvable federated issuers and jwksUri, said in the log.
+    tokio::spawn(trust_warnings::run(app.clone(), shutdown_rx.clone()));
     if let Some(path) = args.users.clone() {
         let reload = user_files::Reload {
             path,

@@ -369,3 +369,42 @@ impl StoppedApiServer {
         assert!(ready, "kube-apiserver did not come back");
     }
 }
+
+/// An OAuthClient as JSON.
+pub fn oac_json(ns: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&kubectl_ok(
+        &["get", "oac", name, "-n", ns, "-o", "json"],
+        None,
+    ))
+    .unwrap()
+}
+
+/// The (status, reason) of an object's condition `type_`.
+pub fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String)> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// Wait (30 s at most) until OAuthClient `ns/name` shows condition `type_` with `want`
+/// (status, reason); its JSON then.
+pub fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = super::eventually(Duration::from_secs(30), || {
+        last = oac_json(ns, name);
+        condition(&last, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
+    });
+    assert!(
+        ok,
+        "{ns}/{name} never got {type_}={want:?}; status: {}",
+        last["status"]
+    );
+    last
+}

@@ -225,6 +225,8 @@ impl Server {
 
 #[cfg(feature = "e2e")]
 pub mod cluster;
+// Issue 11
+pub mod publisher;
 pub mod sign_in_flow;
 
 impl Drop for Server {
@@ -475,6 +477,16 @@ pub fn verify_with_jwks(token: &str, jwks: &serde_json::Value) -> serde_json::Va
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .unwrap_or_else(|e| panic!("token does not verify: {e}"))
         .claims
+}
+
+// Issue 11
+/// A loopback port nothing listens on (bound, then released): a connection is refused at once.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Poll `f` until it returns true or `timeout` passes.
