@@ -15,16 +15,14 @@ use latchkey_core::scope::{DEFAULT_SCOPE, is_scope_token};
 
 use crate::{
     OAuthClientSpec,
-    rules::{MAX_SCOPE_LEN, MAX_SCOPES},
+    rules::{
+        MAX_REDIRECT_URIS, MAX_SCOPE_LEN, MAX_SCOPES, REDIRECT_URI_MESSAGE, is_redirect_uri,
+    },
     types::GrantTypeName,
 };
 
 /// Largest registration request body, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-/// Most redirect URIs.
-pub const MAX_REDIRECT_URIS: usize = 32;
-/// Longest redirect URI, in bytes.
-pub const MAX_REDIRECT_URI_LEN: usize = 2048;
 /// Longest `client_name`, in characters.
 pub const MAX_CLIENT_NAME_LEN: usize = 256;
 
@@ -188,16 +186,16 @@ pub fn check(
         && !types.is_empty()
     {
         return Err(metadata(
-            "response_types: no response types are offered; registered clients use the \
-             client_credentials grant at the token endpoint",
+            "response_types: registration creates client_credentials clients only, which use \
+             no response type; a client that signs people in is an OAuthClient",
         ));
     }
     if let Some(uris) = string_list(members, "redirect_uris")? {
         check_redirect_uris(&uris)?;
         if !uris.is_empty() {
             return Err(redirect(
-                "redirect_uris: redirect URIs need the authorization_code grant, which this \
-                 server does not offer yet; register without redirect_uris",
+                "redirect_uris: registration creates client_credentials clients only; a client \
+                 that signs people in (authorization_code) is an OAuthClient with redirectUris",
             ));
         }
     }
@@ -306,68 +304,20 @@ fn scopes(scope: &str, policy: &RegistrationPolicy) -> Result<Vec<String>, Metad
     Ok(out)
 }
 
-/// RFC 7591 §2 and RFC 6749 §3.1.2: absolute, no fragment; `https`, or `http` only for a
-/// loopback host (RFC 8252 §7.3). Kept for the authorization_code grant; compared exactly.
+/// The same rule as an `OAuthClient`'s `redirectUris` (`rules::is_redirect_uri`: exact,
+/// `https`, or `http` to a loopback IP literal), so a refusal names the real problem first.
 pub fn check_redirect_uris(uris: &[&str]) -> Result<(), MetadataError> {
     if uris.len() > MAX_REDIRECT_URIS {
         return Err(redirect(format!(
             "redirect_uris: at most {MAX_REDIRECT_URIS} redirect URIs"
         )));
     }
-    for (i, uri) in uris.iter().enumerate() {
-        check_redirect_uri(uri).map_err(|why| redirect(format!("redirect_uris[{i}]: {why}")))?;
+    match uris.iter().position(|uri| !is_redirect_uri(uri)) {
+        Some(i) => Err(redirect(format!(
+            "redirect_uris[{i}]: {REDIRECT_URI_MESSAGE}"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
-    if uri.is_empty() || uri.len() > MAX_REDIRECT_URI_LEN {
-        return Err("must be 1 to 2048 characters");
-    }
-    if uri.contains('#') {
-        return Err("must not contain a fragment");
-    }
-    if uri.bytes().any(|b| !(0x21..=0x7E).contains(&b)) {
-        return Err("must be printable ASCII without spaces");
-    }
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or("must be an absolute https URI")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err("must not carry user information");
-    }
-    let host = host_of(authority).ok_or("must name a host")?;
-    match scheme {
-        "https" => Ok(()),
-        "http" if matches!(host, "localhost" | "127.0.0.1" | "[::1]") => Ok(()),
-        "http" => Err("http is only allowed for a loopback host (localhost, 127.0.0.1, [::1])"),
-        _ => Err("must use https (or http for a loopback host)"),
-    }
-}
-
-/// The host of an authority (`host[:port]`, `[v6][:port]`), if it is well formed.
-fn host_of(authority: &str) -> Option<&str> {
-    let split = if authority.starts_with('[') {
-        authority.find(']')? + 1
-    } else {
-        authority.find(':').unwrap_or(authority.len())
-    };
-    let (host, rest) = authority.split_at(split);
-    let port = match rest.strip_prefix(':') {
-        Some(port) => port,
-        None if rest.is_empty() => "",
-        None => return None,
-    };
-    let port_ok = port.len() <= 5
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && port.parse::<u32>().map_or(port.is_empty(), |p| p <= 65535);
-    let host_ok = host.len() > 2 && host.starts_with('[')
-        || !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
-    (port_ok && host_ok).then_some(host)
 }
 
 fn string<'a>(
@@ -644,41 +594,46 @@ mod tests {
     }
 
     #[test]
-    fn redirect_uris_follow_rfc_8252_and_are_refused_until_authorization_code_exists() {
+    fn redirect_uris_follow_the_oauthclient_rule_and_are_refused_for_registration() {
         for ok in [
             "https://app.example.com/cb",
             "https://app.example.com:8443/cb?x=1",
-            "http://localhost:8080/cb",
             "http://127.0.0.1/cb",
             "http://[::1]:9000/",
         ] {
             check_redirect_uris(&[ok]).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for (bad, why) in [
-            ("http://app.example.com/cb", "loopback"),
-            ("https://app.example.com/cb#frag", "fragment"),
-            ("app.example.com/cb", "absolute"),
-            ("ftp://example.com/", "https"),
-            ("https:///cb", "host"),
-            ("https://user@example.com/", "user information"),
-            ("https://example.com:99999/", "host"),
-            ("https://exa mple.com/", "printable"),
-            ("", "1 to 2048"),
+        for bad in [
+            "http://localhost:8080/cb",
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "app.example.com/cb",
+            "ftp://example.com/",
+            "https:///cb",
+            "https://user@example.com/",
+            "https://exa mple.com/",
+            "",
         ] {
-            let e = check_redirect_uris(&[bad]).unwrap_err();
+            let e = check_redirect_uris(&["https://fine.example/", bad]).unwrap_err();
             assert_eq!(e.code, MetadataErrorCode::InvalidRedirectUri);
-            assert!(e.description.contains(why), "{bad}: {e}");
-            assert!(e.description.starts_with("redirect_uris[0]:"), "{e}");
+            assert_eq!(
+                e.description,
+                format!("redirect_uris[1]: {REDIRECT_URI_MESSAGE}"),
+                "{bad}"
+            );
         }
         let many = vec!["https://a.example/"; MAX_REDIRECT_URIS + 1];
         check_redirect_uris(&many).unwrap_err();
 
         let p = RegistrationPolicy::default();
         let e = refused(json!({"redirect_uris": ["http://evil.example/cb"]}), &p);
-        assert!(e.description.contains("loopback"), "{e}");
+        assert!(e.description.contains("127.0.0.1"), "{e}");
         let e = refused(json!({"redirect_uris": ["https://app.example.com/cb"]}), &p);
         assert_eq!(e.code, MetadataErrorCode::InvalidRedirectUri);
-        assert!(e.description.contains("authorization_code"), "{e}");
+        assert!(
+            e.description.contains("client_credentials clients only"),
+            "{e}"
+        );
         let e = refused(json!({"response_types": ["code"]}), &p);
         assert!(e.description.starts_with("response_types:"), "{e}");
     }
