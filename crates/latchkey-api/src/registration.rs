@@ -15,9 +15,7 @@ use latchkey_core::scope::{DEFAULT_SCOPE, is_scope_token};
 
 use crate::{
     OAuthClientSpec,
-    rules::{
-        MAX_REDIRECT_URIS, MAX_SCOPE_LEN, MAX_SCOPES, REDIRECT_URI_MESSAGE, is_redirect_uri,
-    },
+    rules::{MAX_REDIRECT_URIS, MAX_SCOPE_LEN, MAX_SCOPES, REDIRECT_URI_MESSAGE, is_redirect_uri},
     types::GrantTypeName,
 };
 
