@@ -18,38 +18,11 @@ fn user_yaml(ns: &str, name: &str, username: &str) -> String {
 }
 
 fn user_json(ns: &str, name: &str) -> serde_json::Value {
-    serde_json::from_str(&kubectl_ok(
-        &["get", "lkuser", name, "-n", ns, "-o", "json"],
-        None,
-    ))
-    .unwrap()
-}
-
-fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String)> {
-    v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap().to_owned(),
-                c["reason"].as_str().unwrap().to_owned(),
-            )
-        })
+    object_json("lkuser", ns, name)
 }
 
 fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = eventually(Duration::from_secs(30), || {
-        last = user_json(ns, name);
-        condition(&last, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
-    });
-    assert!(
-        ok,
-        "{ns}/{name} never got {type_}={want:?}; status: {}",
-        last["status"]
-    );
-    last
+    wait_condition_of("lkuser", ns, name, type_, want)
 }
 
 #[test]

@@ -372,8 +372,13 @@ impl StoppedApiServer {
 
 /// An OAuthClient as JSON.
 pub fn oac_json(ns: &str, name: &str) -> serde_json::Value {
+    object_json("oac", ns, name)
+}
+
+/// An object of `kind` (a kubectl resource name), as JSON.
+pub fn object_json(kind: &str, ns: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&kubectl_ok(
-        &["get", "oac", name, "-n", ns, "-o", "json"],
+        &["get", kind, name, "-n", ns, "-o", "json"],
         None,
     ))
     .unwrap()
@@ -396,9 +401,20 @@ pub fn condition(v: &serde_json::Value, type_: &str) -> Option<(String, String)>
 /// Wait (30 s at most) until OAuthClient `ns/name` shows condition `type_` with `want`
 /// (status, reason); its JSON then.
 pub fn wait_condition(ns: &str, name: &str, type_: &str, want: (&str, &str)) -> serde_json::Value {
+    wait_condition_of("oac", ns, name, type_, want)
+}
+
+/// Wait (30 s at most) until the `kind` object `ns/name` has condition `type_` = `want`.
+pub fn wait_condition_of(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    want: (&str, &str),
+) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     let ok = super::eventually(Duration::from_secs(30), || {
-        last = oac_json(ns, name);
+        last = object_json(kind, ns, name);
         condition(&last, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
     });
     assert!(
