@@ -9,9 +9,10 @@
 //!
 //! Issue 11: the leader also checks that the sources a client trusts for assertions resolve
 //! (a [`TrustProbe`], given by the binary), when the spec changes and every [`CHECK_EVERY`]
-//! (a client whose source did not resolve: at every resync), a few at a time, each bounded by [`CHECK_TIMEOUT`]; their verdicts join the status. A
-//! status waits for the check of its spec (so a new client is written once, with them), and a
-//! periodic check that finds the same causes no write.
+//! (a client whose source did not resolve: at every resync), a few at a time, each bounded by
+//! [`CHECK_TIMEOUT`]; their verdicts join the status. A status waits for the check of its spec
+//! (so a new client is written once, with them), and a periodic check that finds the same
+//! causes no write. Which trust a client has is derived once per change of its outcome.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -147,6 +148,8 @@ pub struct Plan {
     // Issue 11: client authentication by assertion.
     /// Whether trust checks run (a probe is installed).
     probing: bool,
+    /// The checkable trust of each client that has some, derived once per outcome.
+    checkable: HashMap<ObjKey, AssertionTrust>,
     /// The latest trust findings per client, with the generation they were checked at.
     trust: HashMap<ObjKey, (Option<i64>, TrustFindings)>,
     /// Clients due a trust check, and those being checked.
@@ -187,10 +190,17 @@ impl Plan {
                     }
                     // Issue 11: a spec not yet checked is checked now.
                     if self.probing {
-                        if checked_trust(&key, &o).is_none() {
-                            self.trust.remove(&key);
-                        } else if !self.checked(&key, &o) {
-                            self.check_queue.insert(key.clone());
+                        match checked_trust(&key, &o) {
+                            None => {
+                                self.checkable.remove(&key);
+                                self.trust.remove(&key);
+                            }
+                            Some(trust) => {
+                                if !self.checked(&key, &o) {
+                                    self.check_queue.insert(key.clone());
+                                }
+                                self.checkable.insert(key.clone(), trust);
+                            }
                         }
                     }
                     self.outcomes.insert(key.clone(), o);
@@ -200,6 +210,7 @@ impl Plan {
                     self.outcomes.remove(&key);
                     self.written.remove(&key);
                     self.statuses.remove(&key);
+                    self.checkable.remove(&key);
                     self.trust.remove(&key);
                     self.check_queue.remove(&key);
                 }
@@ -242,10 +253,10 @@ impl Plan {
             })
         };
         let due = self
-            .outcomes
-            .iter()
-            .filter(|(k, o)| (all || unresolved(k)) && checked_trust(k, o).is_some())
-            .map(|(k, _)| k.clone())
+            .checkable
+            .keys()
+            .filter(|k| all || unresolved(k))
+            .cloned()
             .collect::<Vec<_>>();
         self.check_queue.extend(due);
     }
@@ -259,14 +270,17 @@ impl Plan {
                 busy.push(key);
                 continue;
             }
-            let Some(outcome) = self.outcomes.get(&key) else {
+            let (Some(outcome), Some(trust)) = (self.outcomes.get(&key), self.checkable.get(&key))
+            else {
                 continue;
             };
-            if let Some(trust) = checked_trust(&key, outcome) {
-                self.checking.insert(key.clone());
-                next = Some((key, outcome.client.metadata.generation, trust));
-                break;
-            }
+            next = Some((
+                key.clone(),
+                outcome.client.metadata.generation,
+                trust.clone(),
+            ));
+            self.checking.insert(key);
+            break;
         }
         // Checked again once the check in flight is done.
         self.check_queue.extend(busy);
@@ -282,12 +296,10 @@ impl Plan {
         findings: Option<TrustFindings>,
     ) {
         self.checking.remove(&key);
-        let Some(outcome) = self.outcomes.get(&key) else {
+        let (Some(outcome), true) = (self.outcomes.get(&key), self.checkable.contains_key(&key))
+        else {
             return;
         };
-        if checked_trust(&key, outcome).is_none() {
-            return;
-        }
         let findings = findings
             .or_else(|| self.trust.get(&key).map(|(_, f)| f.clone()))
             .unwrap_or_default();
@@ -344,7 +356,7 @@ impl Plan {
             }
         }
         // Issue 11: a spec with checkable trust waits for its check (queued or in flight).
-        if self.probing && checked_trust(key, outcome).is_some() && !self.checked(key, outcome) {
+        if self.checkable.contains_key(key) && !self.checked(key, outcome) {
             return None;
         }
         let trust = self.trust.get(key).map(|(_, f)| f);
