@@ -63,15 +63,26 @@ pub const SESSION_LIFETIME_SECS: u64 = 8 * 3600;
 /// Longest cookie header read.
 const MAX_COOKIE_LEN: usize = 8 * 1024;
 
-/// The login throttle by default (`--login-failure-burst`, `--login-failure-rate`): a source
-/// may fail 5 times at once and once per 5 s after that; a username, from sources that never
-/// signed in as it, 25 times and once per 2 s. A person who knows their password is never
-/// slowed by someone else's guesses from elsewhere.
+/// Wrong passwords a source may send at once, by default (`--login-failure-burst`).
+pub const LOGIN_FAILURE_BURST: u32 = 5;
+/// Wrong passwords per second a source earns back, by default (`--login-failure-rate`).
+pub const LOGIN_FAILURE_RATE: f64 = 0.2;
+
+/// The login throttle by default: a source may fail 5 times at once and once per 5 s after
+/// that; a username, from sources that never signed in as it, 25 times and once per 2 s. A
+/// person who knows their password is never slowed by someone else's guesses from elsewhere.
 pub fn login_throttle_config() -> crate::throttle::ThrottleConfig {
+    login_throttle(LOGIN_FAILURE_BURST, LOGIN_FAILURE_RATE)
+}
+
+/// The login throttle for a source's `burst` and `per_second` (0: off); a username, from
+/// sources never signed in as it, gets five times the burst and 2.5 times the rate.
+pub fn login_throttle(burst: u32, per_second: f64) -> crate::throttle::ThrottleConfig {
+    let per_second = per_second.max(0.0);
     crate::throttle::ThrottleConfig {
-        burst: 5,
-        per_second: 0.2,
-        client_per_second: 0.5,
+        burst: burst.max(1),
+        per_second,
+        client_per_second: per_second * 2.5,
         ..Default::default()
     }
 }

@@ -176,11 +176,11 @@ pub struct ServeArgs {
     pub auth_failure_rate: f64,
     /// Issue 12: wrong passwords a source may send to the login form at once before it is
     /// slowed down (a username, from sources never signed in as it: five times this).
-    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_BURST", default_value_t = 5)]
+    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_BURST", default_value_t = latchkey_server::sign_in::LOGIN_FAILURE_BURST)]
     pub login_failure_burst: u32,
     /// Wrong passwords per second a source is allowed after its burst (a username, from
     /// sources never signed in as it: 2.5 times this); 0: no login throttling.
-    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_RATE", default_value_t = 0.2)]
+    #[arg(long, env = "LATCHKEY_LOGIN_FAILURE_RATE", default_value_t = latchkey_server::sign_in::LOGIN_FAILURE_RATE)]
     pub login_failure_rate: f64,
     /// Log lines buffered while the log reader is slow; beyond that, lines are dropped and
     /// counted (serving never waits for the log).

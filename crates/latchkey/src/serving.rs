@@ -72,12 +72,10 @@ pub fn app_config(args: &ServeArgs) -> AppConfig {
             ..ThrottleConfig::default()
         },
         // Issue 12: the login form's own budgets.
-        login_throttle: ThrottleConfig {
-            burst: args.login_failure_burst.max(1),
-            per_second: args.login_failure_rate.max(0.0),
-            client_per_second: args.login_failure_rate.max(0.0) * 2.5,
-            ..latchkey_server::sign_in::login_throttle_config()
-        },
+        login_throttle: latchkey_server::sign_in::login_throttle(
+            args.login_failure_burst,
+            args.login_failure_rate,
+        ),
         cors_origins: args.cors_origins.clone(),
         // Issue 11: client authentication by assertion (checked at start by
         // `assertion_config`; here a file gone since then counts as no extra roots).
