@@ -190,23 +190,32 @@ async fn worker(
                 if refresh.is_none() {
                     refresh = b.sign_in().await;
                 }
-                let Some(current) = refresh.take() else { break };
-                let form = format!(
-                    "grant_type=refresh_token&refresh_token={}",
-                    encode(&current)
-                );
-                refresh = match b.token(&form).await {
-                    Some(t) => t["refresh_token"].as_str().map(str::to_owned),
-                    None => None,
-                };
-                refresh.is_some()
+                // A sign-in that failed is a failure, like a refused refresh.
+                match refresh.take() {
+                    None => false,
+                    Some(current) => {
+                        let form = format!(
+                            "grant_type=refresh_token&refresh_token={}",
+                            encode(&current)
+                        );
+                        refresh = match b.token(&form).await {
+                            Some(t) => t["refresh_token"].as_str().map(str::to_owned),
+                            None => None,
+                        };
+                        refresh.is_some()
+                    }
+                }
             }
             _ => {
                 if csrf.is_none() {
                     csrf = b.authorize().await;
                 }
-                let Some(token) = csrf.clone() else { break };
-                match b.login(&token, "not-the-password").await {
+                // No login page is a failure, like an unexpected answer.
+                let answer = match csrf.clone() {
+                    None => None,
+                    Some(token) => b.login(&token, "not-the-password").await,
+                };
+                match answer {
                     Some(r)
                         if r.status == 200 && r.body.contains("Wrong username or password.") =>
                     {
