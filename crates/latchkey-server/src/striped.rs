@@ -19,12 +19,12 @@ use prometheus_client::{
 };
 
 /// Stripes per metric: threads beyond this share stripes (still correct, just less spread).
-const STRIPES: usize = 32;
+pub(crate) const STRIPES: usize = 32;
 
 /// One cache line pair per stripe (adjacent-line prefetch pulls lines in twos).
 #[repr(align(128))]
-#[derive(Default)]
-struct Padded<T>(T);
+#[derive(Debug, Default)]
+pub(crate) struct Padded<T>(pub(crate) T);
 
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
@@ -33,7 +33,7 @@ thread_local! {
 }
 
 /// This thread's stripe, assigned round-robin the first time it asks.
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {

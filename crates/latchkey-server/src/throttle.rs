@@ -17,20 +17,27 @@
 //! still find no room share one overflow bucket (so spraying new keys is throttled as one).
 //!
 //! The tables sit behind one lock, which a success does not take on every request: a pair that
-//! authenticated in the last [`RECHECK`] is vouched for by a striped cache of pairs (a lock per
-//! stripe, picked by the pair's hash, so serving cores do not share one), and a success of such
-//! a pair is answered at once. Any failure of the pair removes it from that cache, so a pair
-//! whose own bucket a guesser emptied is judged in full again on its next request.
+//! authenticated in the last [`RECHECK`] is vouched for by its serving thread's own cache of
+//! pairs, so serving cores share no lock and write no common line on a success. A failure of a
+//! pair bumps the generation of the pair's stripe (a line written only by failures), which
+//! ends every thread's vouching for the pairs of that stripe: a pair whose own bucket a
+//! guesser emptied is judged in full again on its next request, on every core.
 
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
     net::IpAddr,
-    sync::{Mutex, PoisonError},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use crate::sources::source_key;
+use crate::{
+    sources::source_key,
+    striped::{self, Padded},
+};
 
 /// Limits of the throttle.
 #[derive(Debug, Clone)]
@@ -187,21 +194,25 @@ struct Tables {
 /// again (which also refreshes how long it stays known).
 const RECHECK: Duration = Duration::from_secs(60);
 
-/// Stripes of the cache of recently authenticated pairs.
+/// Stripes of pair generations: a failure of a pair ends the vouching of 1/64 of all pairs.
 const PAIR_STRIPES: usize = 64;
 
-/// Recently authenticated pairs, by a keyed hash of (source, client id): when each was last
-/// judged in full.
+/// One serving thread's recently authenticated pairs, by a keyed hash of (source, client id):
+/// when each was last judged in full, and its stripe's generation then.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct PairStripe(Mutex<HashMap<u64, Instant>>);
+struct Vouched(Mutex<HashMap<u64, (Instant, u64)>>);
 
 /// Per-replica guess throttling state.
 #[derive(Debug)]
 pub struct Throttle {
     config: ThrottleConfig,
     tables: Mutex<Tables>,
-    pairs: Box<[PairStripe]>,
+    /// Per thread (stripe), its vouched pairs: locked by that thread alone (threads beyond
+    /// the stripe count share).
+    vouched: Box<[Vouched]>,
+    /// Per pair stripe, bumped by every failure of a pair in it.
+    generations: Box<[Padded<AtomicU64>]>,
     pair_hasher: RandomState,
 }
 
@@ -240,15 +251,26 @@ impl Throttle {
         Throttle {
             config,
             tables: Mutex::new(tables),
-            pairs: (0..PAIR_STRIPES).map(|_| PairStripe::default()).collect(),
+            vouched: (0..striped::STRIPES).map(|_| Vouched::default()).collect(),
+            generations: (0..PAIR_STRIPES)
+                .map(|_| Padded(AtomicU64::new(0)))
+                .collect(),
             pair_hasher: RandomState::new(),
         }
     }
 
-    /// The pair's hash and its stripe.
-    fn pair(&self, source: IpAddr, client_id: &str) -> (u64, &Mutex<HashMap<u64, Instant>>) {
+    /// The pair's hash and its stripe's generation.
+    fn pair(&self, source: IpAddr, client_id: &str) -> (u64, &AtomicU64) {
         let h = self.pair_hasher.hash_one((source, client_id));
-        (h, &self.pairs[(h as usize) % PAIR_STRIPES].0)
+        (h, &self.generations[(h as usize) % PAIR_STRIPES].0)
+    }
+
+    /// This thread's vouched pairs.
+    fn vouched(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Instant, u64)>> {
+        self.vouched[striped::stripe() % self.vouched.len()]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn enabled(&self) -> bool {
@@ -274,29 +296,30 @@ impl Throttle {
             return verdict;
         };
         let pair = client_id.map(|id| self.pair(source_key(source), id));
+        // The generation before the full judgment: a failure judged meanwhile bumps it, so
+        // the vouch made below is void at once.
+        let mut generation = 0;
         if let Some((h, stripe)) = pair {
-            let mut recent = stripe.lock().unwrap_or_else(PoisonError::into_inner);
             if outcome == Outcome::Authenticated {
-                if recent
-                    .get(&h)
-                    .is_some_and(|at| now.saturating_duration_since(*at) < RECHECK)
-                {
+                generation = stripe.load(Ordering::Acquire);
+                if self.vouched().get(&h).is_some_and(|(at, g)| {
+                    *g == generation && now.saturating_duration_since(*at) < RECHECK
+                }) {
                     return verdict;
                 }
             } else {
-                recent.remove(&h);
+                stripe.fetch_add(1, Ordering::AcqRel);
             }
         }
         let verdict = self.judge_in_full(source, client_id, outcome, now, verdict);
-        if let (Some((h, stripe)), Outcome::Authenticated, None) =
-            (pair, outcome, verdict.throttled)
-        {
-            let mut recent = stripe.lock().unwrap_or_else(PoisonError::into_inner);
-            if recent.len() >= (self.config.max_tracked / PAIR_STRIPES).max(16) {
-                recent.retain(|_, at| now.saturating_duration_since(*at) < RECHECK);
+        if let (Some((h, _)), Outcome::Authenticated, None) = (pair, outcome, verdict.throttled) {
+            let cap = (self.config.max_tracked / 4).max(16);
+            let mut mine = self.vouched();
+            if mine.len() >= cap {
+                mine.retain(|_, (at, _)| now.saturating_duration_since(*at) < RECHECK);
             }
-            if recent.len() < (self.config.max_tracked / PAIR_STRIPES).max(16) {
-                recent.insert(h, now);
+            if mine.len() < cap {
+                mine.insert(h, (now, generation));
             }
         }
         verdict
@@ -621,7 +644,32 @@ mod tests {
         let v = t.judge(ip(9), Some("legit"), Outcome::Authenticated, later);
         assert_eq!(v.throttled, None);
         let (h, stripe) = t.pair(ip(9).unwrap(), "legit");
-        assert!(stripe.lock().unwrap().contains_key(&h));
+        let g = stripe.load(Ordering::Acquire);
+        assert_eq!(t.vouched().get(&h).map(|(_, at)| *at), Some(g));
+    }
+
+    #[test]
+    fn a_failure_on_one_thread_ends_the_vouching_on_every_other() {
+        let t = std::sync::Arc::new(Throttle::new(ThrottleConfig {
+            burst: 1,
+            ..ThrottleConfig::default()
+        }));
+        let start = Instant::now();
+        // Vouched for on this thread.
+        for _ in 0..2 {
+            let v = t.judge(ip(7), Some("legit"), Outcome::Authenticated, start);
+            assert_eq!(v.throttled, None);
+        }
+        // A guess from the same pair, judged on another serving thread, spends its bucket.
+        let other = t.clone();
+        std::thread::spawn(move || {
+            other.judge(ip(7), Some("legit"), Outcome::AuthFailed, start);
+        })
+        .join()
+        .unwrap();
+        // This thread vouches no more: the success meets the empty bucket.
+        let v = t.judge(ip(7), Some("legit"), Outcome::Authenticated, start);
+        assert_eq!(v.throttled.map(|(by, _)| by), Some(By::Pair));
     }
 
     #[test]
