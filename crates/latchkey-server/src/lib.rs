@@ -47,4 +47,4 @@ pub mod userinfo;
 pub use app::{App, AppConfig};
 pub use error::ServerError;
 pub use metrics::Metrics;
-pub use serve::{Limits, serve};
+pub use serve::{Bounds, Limits, serve, serve_shard};

@@ -17,10 +17,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use latchkey_core::assertion::{JwkSet, jwks_from_value};
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 
@@ -147,6 +144,25 @@ pub fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ServerErr
     Ok(certs)
 }
 
+/// Runs the client's connection tasks on the runtime the cache was made on (the control
+/// runtime), not on the serving shard whose request first needed a connection: a pooled
+/// connection then outlives any shard and never waits behind one shard's load.
+#[derive(Clone)]
+struct ControlExecutor(Option<tokio::runtime::Handle>);
+
+impl<F> hyper::rt::Executor<F> for ControlExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        match &self.0 {
+            Some(runtime) => drop(runtime.spawn(fut)),
+            None => drop(tokio::spawn(fut)),
+        }
+    }
+}
+
 impl RemoteKeys {
     /// A cache that trusts the system's roots plus `extra_roots`.
     pub fn new(
@@ -176,7 +192,7 @@ impl RemoteKeys {
             .https_only()
             .enable_http1()
             .build();
-        let client = Client::builder(TokioExecutor::new())
+        let client = Client::builder(ControlExecutor(tokio::runtime::Handle::try_current().ok()))
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
         Ok(RemoteKeys {

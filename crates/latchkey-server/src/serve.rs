@@ -327,17 +327,37 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// What a connection shares with the listener.
+/// What every shard of one listener shares: the bounds on its connections. A connection
+/// takes from these once, when it starts; requests never touch them.
+#[derive(Debug)]
+pub struct Bounds {
+    slots: Arc<Semaphore>,
+    /// The HTTP/2 stream budget.
+    streams: Arc<Semaphore>,
+    sources: Sources,
+}
+
+impl Bounds {
+    pub fn new(limits: &Limits) -> Arc<Bounds> {
+        Arc::new(Bounds {
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            streams: Arc::new(Semaphore::new(limits.max_open_streams.max(1))),
+            sources: Sources::new(limits.max_connections_per_source),
+        })
+    }
+}
+
+/// What a connection shares with its shard: the per-request bounds are per shard, so no
+/// request writes a line another serving core writes.
 struct Shared<H> {
     handler: Arc<H>,
     limits: Limits,
+    /// Requests in progress in this shard (its share of `max_pending_requests`).
     pending: Arc<Semaphore>,
-    /// The HTTP/2 stream budget.
-    streams: Arc<Semaphore>,
-    /// Requests in progress per source: a quarter of `pending` each, so one source cannot
-    /// take every request place either.
+    /// Requests in progress per source in this shard: a quarter of `pending` each, so one
+    /// source cannot take every request place either.
     pending_by_source: Sources,
-    sources: Sources,
+    bounds: Arc<Bounds>,
     /// Turns true when the listener stops; each connection watches a clone.
     shutdown: watch::Receiver<bool>,
 }
@@ -349,19 +369,36 @@ pub async fn serve<H: Handler>(
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let bounds = Bounds::new(&limits);
+    serve_shard(listener, tls, handler, limits, bounds, 1, shutdown).await;
+}
+
+/// One of `shards` listeners (sockets bound to one address with `SO_REUSEPORT`, each served
+/// by its own thread) that share `bounds`: [`serve`] for this shard's connections. Each shard
+/// takes `1/shards` of `max_pending_requests`, and drains only its own connections.
+pub async fn serve_shard<H: Handler>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+    limits: Limits,
+    bounds: Arc<Bounds>,
+    shards: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let pending = limits.max_pending_requests.max(1).div_ceil(shards.max(1));
+    // This shard's own connections, so its drain waits for them alone.
+    let live = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
         handler,
-        pending: Arc::new(Semaphore::new(limits.max_pending_requests.max(1))),
-        streams: Arc::new(Semaphore::new(limits.max_open_streams.max(1))),
-        sources: Sources::new(limits.max_connections_per_source),
+        pending: Arc::new(Semaphore::new(pending)),
         pending_by_source: Sources::new(if limits.max_connections_per_source == 0 {
             0
         } else {
-            (limits.max_pending_requests / 4).max(1)
+            (pending / 4).max(1)
         }),
+        bounds,
         limits: limits.clone(),
         shutdown: shutdown.clone(),
     });
@@ -370,8 +407,11 @@ pub async fn serve<H: Handler>(
             break;
         }
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = shared.bounds.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
+        };
+        let Ok(mine) = live.clone().try_acquire_owned() else {
+            break; // never: a shard holds no more connections than all shards together
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -385,7 +425,7 @@ pub async fn serve<H: Handler>(
             },
             _ = shutdown.changed() => break,
         };
-        let Some(source) = shared.sources.admit(peer.ip()) else {
+        let Some(source) = shared.bounds.sources.admit(peer.ip()) else {
             // Over its share: closed at once, the slot stays free for others.
             tracing::debug!(%peer, "connection refused: too many from this source");
             drop(stream);
@@ -397,13 +437,13 @@ pub async fn serve<H: Handler>(
             peer,
             tls.clone(),
             shared.clone(),
-            (permit, source),
+            (permit, mine, source),
         ));
     }
     drop(listener);
-    // Every connection holds a slot: all slots back means all connections are done.
+    // Every connection of this shard holds one of `live`: all back means all are done.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
+    if tokio::time::timeout(limits.drain_timeout, live.acquire_many(all))
         .await
         .is_err()
     {
@@ -416,7 +456,7 @@ async fn accepted<H: Handler>(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared<H>>,
-    held: (OwnedSemaphorePermit, SourceGuard),
+    held: (OwnedSemaphorePermit, OwnedSemaphorePermit, SourceGuard),
 ) {
     let _held = held;
     let activity = Arc::new(Activity::new());
@@ -520,6 +560,7 @@ async fn connection<I, H>(
     // This connection's share of the stream budget, held until it ends.
     let want = if h2_likely {
         shared
+            .bounds
             .streams
             .available_permits()
             .min(limits.max_concurrent_streams as usize)
@@ -528,6 +569,7 @@ async fn connection<I, H>(
         1
     };
     let reserved = shared
+        .bounds
         .streams
         .clone()
         .try_acquire_many_owned(want as u32)
