@@ -131,6 +131,11 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax, e.g. info or latchkey=debug).
     #[arg(long, env = "LATCHKEY_LOG", default_value = "info")]
     pub log_level: String,
+    /// Serving threads for the token listener, each with a socket of its own on the same port
+    /// (0: one per CPU this process may use, a CPU quota included). Pinned one per CPU when
+    /// the process may run on exactly that many CPUs.
+    #[arg(long, env = "LATCHKEY_SERVE_THREADS", default_value_t = 0)]
+    pub serve_threads: usize,
     /// Connections served at once on each listener.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,

@@ -18,6 +18,7 @@ mod rotate_secret;
 mod self_signed;
 mod service_account_api;
 mod serving;
+mod shards;
 mod standalone;
 mod tokens_command;
 // Issue 13: registration in a cluster.

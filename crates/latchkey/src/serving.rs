@@ -18,7 +18,7 @@ use latchkey_server::{
 use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::{cli::ServeArgs, error::Error, self_signed};
+use crate::{cli::ServeArgs, error::Error, self_signed, shards};
 
 /// Seconds since the Unix epoch, for metrics.
 pub fn unix_now() -> f64 {
@@ -218,12 +218,6 @@ fn tls(
     Ok(Some(TlsAcceptor::from(tls::server_config(store)?)))
 }
 
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
-}
-
 /// Serve the token endpoint and the admin endpoint until a termination signal (or until
 /// `fatal` ends: its error is the process's), then drain.
 pub async fn run(
@@ -242,24 +236,33 @@ pub async fn run(
         args.reload_interval,
         &shutdown,
     )?;
-    let public = bind(args.listen).await?;
+    let plan = shards::plan(
+        args.serve_threads,
+        &shards::allowed_cpus(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let (public, public_addr) = shards::bind(args.listen, &plan)?;
     let admin_listener =
         std::net::TcpListener::bind(args.admin_listen).map_err(|source| Error::Bind {
             addr: args.admin_listen,
             source,
         })?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    let public_addr = public.local_addr().map_err(|source| Error::Bind {
-        addr: args.listen,
-        source,
-    })?;
     let admin_addr = admin_listener.local_addr().map_err(|source| Error::Bind {
         addr: args.admin_listen,
         source,
     })?;
-    tracing::info!(listener = "token", addr = %public_addr, scheme, "listening");
+    tracing::info!(
+        listener = "token",
+        addr = %public_addr,
+        scheme,
+        threads = plan.shards,
+        pinned = plan.pinned.is_some(),
+        "listening"
+    );
     tracing::info!(listener = "admin", addr = %admin_addr, scheme = "http", "listening");
-    let public_task = tokio::spawn(serve(public, acceptor, app, limits(args), shutdown.clone()));
+    let public_threads =
+        shards::start(public, &plan, acceptor, app, limits(args), shutdown.clone())?;
     let admin_task = admin_thread(admin_listener, admin, admin_limits(args), shutdown)?;
     tokio::pin!(fatal);
     let outcome = tokio::select! {
@@ -268,7 +271,14 @@ pub async fn run(
     };
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = shutdown_tx.send(true);
-    let _ = public_task.await;
+    // Each shard's thread ends once its connections have drained (bounded by the drain
+    // timeout).
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in public_threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     // The admin thread ends once its listener has drained (bounded by the drain timeout).
     let _ = tokio::task::spawn_blocking(move || admin_task.join()).await;
     // Let the background work finish its own shutdown (e.g. releasing the Lease).

@@ -383,6 +383,59 @@ fn one_source_cannot_take_every_slot() {
     drop(held);
 }
 
+/// Issue 14: the token listener is one socket per serving thread; `--max-connections` bounds
+/// them all together, not each.
+#[test]
+fn the_connection_bound_holds_over_every_serving_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = plaintext(
+        &dir,
+        &[
+            "--serve-threads",
+            "3",
+            "--max-connections",
+            "4",
+            "--max-connections-per-source",
+            "0",
+        ],
+    );
+    // Eight keep-alive connections, each with one request, none closed: the kernel spreads
+    // them over the three sockets.
+    let mut conns: Vec<(TcpStream, Option<u16>)> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(&seed_request()).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            (s, None)
+        })
+        .collect();
+    let answer = |conns: &mut Vec<(TcpStream, Option<u16>)>| {
+        for (s, status) in conns.iter_mut().filter(|(_, st)| st.is_none()) {
+            *status = read_status(s, &mut Vec::new());
+        }
+        conns.iter().filter(|(_, st)| st.is_some()).count()
+    };
+    thread::sleep(Duration::from_millis(500));
+    let first = answer(&mut conns);
+    // Served at once: never more than four (three per-thread bounds would let all eight in).
+    // A thread waiting for its next connection may hold a slot, so at least two.
+    assert!((2..=4).contains(&first), "{first} of 8 served at once");
+    // Closing the answered ones lets the others in, four at a time, until all are served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut served = first;
+    while served < 8 && Instant::now() < deadline {
+        conns.retain(|(_, st)| st.is_none());
+        let now = answer(&mut conns);
+        assert!(now <= 4, "{now} served at once");
+        served += now;
+    }
+    assert_eq!(served, 8, "every connection is served once slots come back");
+    for (_, st) in &conns {
+        assert!(st.is_none_or(|s| s == 200));
+    }
+}
+
 fn probe(admin: SocketAddr, path: &str) -> Result<u16, String> {
     let mut s =
         TcpStream::connect_timeout(&admin, Duration::from_secs(2)).map_err(|e| e.to_string())?;
