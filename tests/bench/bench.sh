@@ -3,7 +3,7 @@
 #
 # Drives release builds of `latchkey standalone` over TLS 1.3 (HTTP/1.1 keep-alive, the access
 # log on at its default level) and reads the server's CPU time from /proc, so every figure is
-# per server CPU-second. With two or more CPUs the server (one worker thread) runs on CPU 0 and
+# per server CPU-second. With two or more CPUs the server (one serving thread) runs on CPU 0 and
 # the load generators on CPU 1; raw signature rates are measured on CPU 0 too. Prints:
 #   - the stack's floor: GET of the metadata (no signing);
 #   - raw Ed25519, ES256 and RS256 signatures per CPU-second (aws-lc-rs), and tokens per
@@ -11,8 +11,10 @@
 #   - ratio A = EdDSA tokens per CPU-s / (1 / (GET CPU time + Ed25519 signature CPU time)),
 #     goal >= 0.8: what a token costs beyond serving a request and making its signature;
 #   - ratio B = RS256 tokens per CPU-s / raw RS256 signatures per CPU-s, goal >= 0.9;
-#   - the 2-core scaling factor: EdDSA tokens per server CPU-second with two workers on two
-#     cores / with one worker on one (1.0 = nothing shared slows the second core);
+#   - the 2-core scaling factor: EdDSA tokens per server CPU-second with two serving shards on
+#     two cores (a wrk pinned on each core, as receive queues spread clients) / with one shard
+#     on one core and its load on the other (1.0 = nothing shared slows the second core); and
+#     the same server with one wrk floating over both cores, for what core-local serving saves;
 #   - TLS handshakes per server CPU-second, full and resumed (a new connection per request),
 #     against rustls's own server-side handshake cost on the same core;
 #   - latency p50/p99 at half of the measured saturation rate (open loop, fixed rate) for RS256
@@ -24,7 +26,7 @@
 # order:
 #   ratio B: raw RS256, RS256 tokens, raw RS256;
 #   ratio A: raw Ed25519, GET, EdDSA tokens, GET, raw Ed25519;
-#   2-core:  one worker, two workers, one worker (two servers up side by side).
+#   2-core:  one shard, two shards, one shard (two servers up side by side).
 # The goals are judged on the medians; the one-shot table is printed for the absolute figures.
 # Environment: BENCH_SECONDS (per load of the table, default 10), BENCH_SAMPLE_SECONDS (per
 # load of a sample, default 4), BENCH_SAMPLES (5), BENCH_CONNECTIONS (16).
@@ -66,6 +68,30 @@ load() {
   figure "${name}_per_cpu_s" "$(echo "$result" | awk '{ printf "%.0f", $1 / $2 }')"
 }
 
+# load_per_core NAME SECONDS: the token load against a two-shard $addr / $pid as two wrk, one
+# pinned on each CPU with half the connections (as a NIC's receive queues spread clients over
+# cores: each shard then gets the connections of its own core); figures as `load`.
+load_per_core() {
+  local name=$1 secs=$2 before after w
+  if [ "${WARM:-2}" != 0 ]; then
+    taskset -c 0 wrk -t1 -c$((connections / 2)) -d2s -s tests/bench/token.lua "https://$addr" >/dev/null &
+    w=$!
+    taskset -c 1 wrk -t1 -c$((connections / 2)) -d2s -s tests/bench/token.lua "https://$addr" >/dev/null
+    wait "$w" # only this wrk: the servers are children of this shell too
+  fi
+  before=$(cpu_seconds "$pid")
+  taskset -c 0 wrk -t1 -c$((connections / 2)) -d"${secs}s" -s tests/bench/token.lua "https://$addr" >"$out/wrk-$name-0.txt" &
+  w=$!
+  taskset -c 1 wrk -t1 -c$((connections / 2)) -d"${secs}s" -s tests/bench/token.lua "https://$addr" >"$out/wrk-$name-1.txt"
+  wait "$w"
+  after=$(cpu_seconds "$pid")
+  if grep -q "Non-2xx" "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt"; then
+    echo "bench: the server answered errors under load ($out/wrk-$name-*.txt)" >&2; exit 1
+  fi
+  figure "${name}_rps" "$(awk '/Requests\/sec/ { r += $2 } END { printf "%.0f", r }' "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt")"
+  figure "${name}_per_cpu_s" "$(awk -v a="$after" -v b="$before" '/requests in/ { n += $1 } END { printf "%.0f", n / (a - b) }' "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt")"
+}
+
 # warm KIND PIN: 2 s of load on a fresh server before its samples.
 warm() {
   local script="" path=""
@@ -80,7 +106,7 @@ raw() { # rs256|es256|ed25519: a 2 s raw rate on the server's core
   SIGN_RATE_ONLY=$1 SIGN_RATE_SECONDS=2 $server_cpu "$sign_rate_bin" | sed -n "s/^$1_raw_signs_per_cpu_second=//p"
 }
 
-echo "bench: tokens, the GET floor and raw signatures, one worker ($mode), ${seconds}s per load"
+echo "bench: tokens, the GET floor and raw signatures ($mode), ${seconds}s per load"
 sign_rates _s1
 serve RS256 1 "$server_cpu"
 load token_RS256 token "$load_cpu" "$seconds"
@@ -125,14 +151,17 @@ stop_server "$pid"
 figure ratio_a_median "$(median $(all ratio_a))"
 figure ratio_a_all "$(all ratio_a)"
 
-echo "bench: two workers on two cores (the load shares them), $samples samples (1, 2, 1 workers)"
+echo "bench: two shards on two cores (the load shares them), $samples samples (1, 2, 1 shards)"
 serve EdDSA 1 "$server_cpu"; one_pid=$pid; one_addr=$addr
 serve EdDSA 2 "$two_cpus"; two_pid=$pid; two_addr=$addr
-pid=$two_pid addr=$two_addr load token_EdDSA_2core token "$two_cpus" "$seconds" 2
+pid=$two_pid addr=$two_addr load_per_core token_EdDSA_2core "$seconds"
+# The same server with one wrk whose two threads float over both cores: no client is on its
+# shard's core, so connections cross cores (what steering saves).
+pid=$two_pid addr=$two_addr WARM=0 load token_EdDSA_2float token "$two_cpus" "$seconds" 2
 pid=$one_pid addr=$one_addr warm token "$load_cpu"
 for i in $(seq 1 "$samples"); do
   WARM=0 pid=$one_pid addr=$one_addr load "token_EdDSA_c${i}_1" token "$load_cpu" "$sample"
-  WARM=0 pid=$two_pid addr=$two_addr load "token_EdDSA_c${i}_2core" token "$two_cpus" "$sample" 2
+  WARM=0 pid=$two_pid addr=$two_addr load_per_core "token_EdDSA_c${i}_2core" "$sample"
   WARM=0 pid=$one_pid addr=$one_addr load "token_EdDSA_c${i}_1b" token "$load_cpu" "$sample"
   figure "scaling_$i" "$(awk -v t="$(get "token_EdDSA_c${i}_2core_per_cpu_s")" -v a="$(get "token_EdDSA_c${i}_1_per_cpu_s")" \
     -v b="$(get "token_EdDSA_c${i}_1b_per_cpu_s")" 'BEGIN { printf "%.3f", t / ((a + b) / 2) }')"
@@ -185,11 +214,13 @@ awk -F= -v s="$seconds" -v mode="$mode" '
     printf "%-44s %10.0f %10.0f\n", "ES256 tokens", v["token_ES256_per_cpu_s"], v["token_ES256_rps"]
     printf "%-44s %10.0f %10.0f\n", "RS256 tokens", v["token_RS256_per_cpu_s"], v["token_RS256_rps"]
     ideal = 1 / (1 / get + 1 / ed)
-    printf "%-44s %10.0f %10.0f\n", "EdDSA tokens, 2 workers on 2 cores", v["token_EdDSA_2core_per_cpu_s"], v["token_EdDSA_2core_rps"]
+    printf "%-44s %10.0f %10.0f\n", "EdDSA tokens, 2 shards on 2 cores", v["token_EdDSA_2core_per_cpu_s"], v["token_EdDSA_2core_rps"]
+    printf "%-44s %10.0f %10.0f\n", "  the same, clients floating over both cores", v["token_EdDSA_2float_per_cpu_s"], v["token_EdDSA_2float_rps"]
     printf "one shot (sides minutes apart): ratio A %.3f, ratio B %.3f, 2-core %.3f\n", v["token_EdDSA_per_cpu_s"] / ideal, v["token_RS256_per_cpu_s"] / rs, v["token_EdDSA_2core_per_cpu_s"] / v["token_EdDSA_per_cpu_s"]
     printf "ratio A  EdDSA tokens / (1/(GET + Ed25519))  %.3f  median of (%s)  goal >= 0.8\n", v["ratio_a_median"], v["ratio_a_all"]
     printf "ratio B  RS256 tokens / raw RS256             %.3f  median of (%s)  goal >= 0.9\n", v["ratio_b_median"], v["ratio_b_all"]
-    printf "2-core   EdDSA per CPU-s, 2 workers / 1       %.3f  median of (%s)  goal >= 0.9\n", v["scaling_median"], v["scaling_all"]
+    printf "2-core   EdDSA per CPU-s, 2 shards / 1        %.3f  median of (%s)  goal >= 0.9\n", v["scaling_median"], v["scaling_all"]
+    printf "2-core   EdDSA tokens per s, 2 shards / 1     %.3f  (the load takes part of the two cores)\n", v["token_EdDSA_2core_rps"] / v["token_EdDSA_rps"]
     printf "TLS full handshakes per CPU-s                 %.0f  (rustls alone: %.0f, ratio %.3f)\n", v["handshakes_full_per_cpu_s"], v["rustls_full_handshakes_per_cpu_second"], v["handshakes_full_per_cpu_s"] / v["rustls_full_handshakes_per_cpu_second"]
     printf "TLS resumed handshakes per CPU-s              %.0f  (rustls alone: %.0f, ratio %.3f; %d resumed)\n", v["handshakes_resumed_per_cpu_s"], v["rustls_resumed_handshakes_per_cpu_second"], v["handshakes_resumed_per_cpu_s"] / v["rustls_resumed_handshakes_per_cpu_second"], v["handshakes_resumed_resumed"]
     printf "RS256 at half saturation (%5.0f/s)            p50 %s ms, p99 %s ms, %d errors\n", v["half_RS256_rps"], v["half_RS256_p50_ms"], v["half_RS256_p99_ms"], v["half_RS256_errors"]

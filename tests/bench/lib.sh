@@ -19,7 +19,7 @@ server_cpu=""; load_cpu=""; two_cpus=""
 if [ "$(nproc)" -ge 2 ]; then
   server_cpu="taskset -c 0"; load_cpu="taskset -c 1"; two_cpus="taskset -c 0,1"
 fi
-mode="server: 1 worker on CPU 0, load on CPU 1"
+mode="server: 1 serving thread on CPU 0, load on CPU 1"
 [ -n "$server_cpu" ] || mode="one CPU: server and load share it"
 
 bench_pids=(); bench_dirs=()
@@ -29,15 +29,18 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
-# start_server LOG WORKERS PIN [FLAG…]: a release `latchkey standalone` with WORKERS worker
+# start_server LOG WORKERS PIN [FLAG…]: a release `latchkey standalone` with WORKERS serving
 # threads under PIN, a fresh state dir and FLAGs; waits for its token listener and sets $pid,
 # $addr (host:port), $state and $ca (its self-signed certificate).
 start_server() {
   local log=$1 workers=$2 pin=$3
   shift 3
   state=$(mktemp -d); bench_dirs+=("$state")
-  env TOKIO_WORKER_THREADS="$workers" $pin "${LATCHKEY_BIN:-target/release/latchkey}" standalone \
-    --state-dir "$state" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json "$@" \
+  # WORKERS serving shards (one thread each, pinned when PIN gives exactly that many CPUs); the
+  # control runtime (key rotation, reloads) needs one worker.
+  env TOKIO_WORKER_THREADS=1 $pin "${LATCHKEY_BIN:-target/release/latchkey}" standalone \
+    --state-dir "$state" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
+    --serve-threads "$workers" "$@" \
     >"$log" 2>&1 &
   pid=$!; bench_pids+=("$pid")
   addr=""
