@@ -64,7 +64,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Requests handled at once over all connections (HTTP/2 streams whose body has not
     /// arrived included): bounds the memory held by requests. More are answered 503 at once;
-    /// with a per-source connection limit, one source may hold a quarter of them.
+    /// with a per-source connection limit, one source may hold a quarter of them. Split
+    /// evenly over a listener's shards ([`serve_shard`]).
     pub max_pending_requests: usize,
     /// HTTP/2 streams one connection may have open.
     pub max_concurrent_streams: u32,
@@ -396,7 +397,7 @@ pub async fn serve_shard<H: Handler>(
         pending_by_source: Sources::new(if limits.max_connections_per_source == 0 {
             0
         } else {
-            (pending / 4).max(1)
+            per_source_pending(pending, &limits)
         }),
         bounds,
         limits: limits.clone(),
@@ -449,6 +450,16 @@ pub async fn serve_shard<H: Handler>(
     {
         tracing::warn!("drain timeout reached with connections still open");
     }
+}
+
+/// Requests one source may have in progress in a shard with `pending` places: a quarter of
+/// them, but never fewer than one connection's HTTP/2 streams, so that with many shards (and
+/// small shares) one multiplexed connection is still never refused by this rule alone.
+fn per_source_pending(pending: usize, limits: &Limits) -> usize {
+    (pending / 4)
+        .max(limits.max_concurrent_streams as usize)
+        .min(pending)
+        .max(1)
 }
 
 async fn accepted<H: Handler>(
@@ -653,6 +664,15 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_source_gets_a_quarter_of_a_shard_and_at_least_one_connections_streams() {
+        let limits = Limits::default(); // 4096 pending, 32 streams per connection
+        assert_eq!(per_source_pending(4096, &limits), 1024); // one shard
+        assert_eq!(per_source_pending(4096usize.div_ceil(64), &limits), 32); // 64 shards
+        assert_eq!(per_source_pending(8, &limits), 8); // never more than the shard has
+        assert_eq!(per_source_pending(1, &limits), 1);
     }
 
     #[test]
