@@ -59,6 +59,12 @@ pub fn bind(
     addr: SocketAddr,
     plan: &Plan,
 ) -> Result<(Vec<std::net::TcpListener>, SocketAddr), Error> {
+    if addr.port() != 0 {
+        // A socket with SO_REUSEPORT would silently join another process's group on this
+        // port (a second Latchkey started by mistake, same user): ask first, as a plain
+        // socket, whether the port is free, so that case fails as a busy port always did.
+        probe(addr).map_err(|source| Error::Bind { addr, source })?;
+    }
     let mut bound = addr;
     let mut listeners = Vec::with_capacity(plan.shards);
     for i in 0..plan.shards {
@@ -78,16 +84,33 @@ pub fn bind(
     Ok((listeners, bound))
 }
 
+/// Bind `addr` without SO_REUSEPORT and let go: fails if anything listens there.
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    let fd = rustix::net::socket_with(
+        family(addr),
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    Ok(())
+}
+
+fn family(addr: SocketAddr) -> rustix::net::AddressFamily {
+    if addr.is_ipv4() {
+        rustix::net::AddressFamily::INET
+    } else {
+        rustix::net::AddressFamily::INET6
+    }
+}
+
 /// One shard's socket: reusable port, the connections `cpu` handles if given, listening and
 /// non-blocking (each shard registers it with its own runtime).
 fn shard_socket(addr: SocketAddr, cpu: Option<usize>) -> std::io::Result<std::net::TcpListener> {
-    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
-    let family = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
-    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    use rustix::net::{SocketFlags, SocketType, sockopt};
+    let fd =
+        rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_socket_reuseport(&fd, true)?;
     if let Some(cpu) = cpu {
@@ -181,6 +204,18 @@ mod tests {
         // Asked for 3 on 2 owned CPUs: 3, floating; never 0 shards.
         assert_eq!(plan(3, &[0, 1], 2).pinned, None);
         assert_eq!(plan(0, &[], 0).shards, 1);
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_even_by_another_group_of_shards() {
+        let plan = plan(2, &[], 2);
+        // Anything listening there.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = other.local_addr().unwrap();
+        assert!(matches!(bind(taken, &plan), Err(Error::Bind { .. })));
+        // Another Latchkey's shards (SO_REUSEPORT, same user) would take it silently.
+        let (_first, addr) = bind("127.0.0.1:0".parse().unwrap(), &plan).unwrap();
+        assert!(matches!(bind(addr, &plan), Err(Error::Bind { .. })));
     }
 
     #[test]
