@@ -31,6 +31,13 @@ pub struct Plan {
     pub pinned: Option<Vec<usize>>,
 }
 
+impl Plan {
+    /// The CPU shard `i` is pinned to, if pinned.
+    fn cpu(&self, i: usize) -> Option<usize> {
+        self.pinned.as_ref().and_then(|cpus| cpus.get(i)).copied()
+    }
+}
+
 /// `requested` shards (0: one per CPU the process may use, quota included), pinned when
 /// `allowed` (the process's CPU affinity) holds exactly that many CPUs.
 pub fn plan(requested: usize, allowed: &[usize], parallelism: usize) -> Plan {
@@ -68,8 +75,7 @@ pub fn bind(
     let mut bound = addr;
     let mut listeners = Vec::with_capacity(plan.shards);
     for i in 0..plan.shards {
-        let cpu = plan.pinned.as_ref().and_then(|cpus| cpus.get(i)).copied();
-        let listener = shard_socket(bound, cpu).map_err(|source| Error::Bind {
+        let listener = shard_socket(bound, plan.cpu(i)).map_err(|source| Error::Bind {
             addr: bound,
             source,
         })?;
@@ -86,37 +92,40 @@ pub fn bind(
 
 /// Bind `addr` without SO_REUSEPORT and let go: fails if anything listens there.
 fn probe(addr: SocketAddr) -> std::io::Result<()> {
-    let fd = rustix::net::socket_with(
-        family(addr),
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
-    rustix::net::bind(&fd, &addr)?;
-    Ok(())
+    tcp_socket(addr, |_| Ok(())).map(drop)
 }
 
-fn family(addr: SocketAddr) -> rustix::net::AddressFamily {
-    if addr.is_ipv4() {
-        rustix::net::AddressFamily::INET
+/// A TCP socket for `addr` with SO_REUSEADDR (as std and tokio set it), `configure`d, bound.
+fn tcp_socket(
+    addr: SocketAddr,
+    configure: impl FnOnce(&rustix::fd::OwnedFd) -> rustix::io::Result<()>,
+) -> std::io::Result<rustix::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
     } else {
-        rustix::net::AddressFamily::INET6
-    }
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    configure(&fd)?;
+    rustix::net::bind(&fd, &addr)?;
+    Ok(fd)
 }
 
 /// One shard's socket: reusable port, the connections `cpu` handles if given, listening and
 /// non-blocking (each shard registers it with its own runtime).
 fn shard_socket(addr: SocketAddr, cpu: Option<usize>) -> std::io::Result<std::net::TcpListener> {
-    use rustix::net::{SocketFlags, SocketType, sockopt};
-    let fd =
-        rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
-    sockopt::set_socket_reuseaddr(&fd, true)?;
-    sockopt::set_socket_reuseport(&fd, true)?;
-    if let Some(cpu) = cpu {
-        sockopt::set_socket_incoming_cpu(&fd, u32::try_from(cpu).unwrap_or(u32::MAX))?;
-    }
-    rustix::net::bind(&fd, &addr)?;
+    use rustix::net::sockopt;
+    let fd = tcp_socket(addr, |fd| {
+        sockopt::set_socket_reuseport(fd, true)?;
+        match cpu {
+            Some(cpu) => {
+                sockopt::set_socket_incoming_cpu(fd, u32::try_from(cpu).unwrap_or(u32::MAX))
+            }
+            None => Ok(()),
+        }
+    })?;
     rustix::net::listen(&fd, BACKLOG)?;
     let listener = std::net::TcpListener::from(fd);
     listener.set_nonblocking(true)?;
@@ -141,7 +150,7 @@ pub fn start(
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let cpu = plan.pinned.as_ref().and_then(|cpus| cpus.get(i).copied());
+        let cpu = plan.cpu(i);
         let (tls, app, limits, bounds, shutdown) = (
             tls.clone(),
             app.clone(),
