@@ -72,24 +72,26 @@ load() {
 # pinned on each CPU with half the connections (as a NIC's receive queues spread clients over
 # cores: each shard then gets the connections of its own core); figures as `load`.
 load_per_core() {
-  local name=$1 secs=$2 before after w
-  if [ "${WARM:-2}" != 0 ]; then
-    taskset -c 0 wrk -t1 -c$((connections / 2)) -d2s -s tests/bench/token.lua "https://$addr" >/dev/null &
-    w=$!
-    taskset -c 1 wrk -t1 -c$((connections / 2)) -d2s -s tests/bench/token.lua "https://$addr" >/dev/null
-    wait "$w" # only this wrk: the servers are children of this shell too
-  fi
+  local name=$1 secs=$2 before after
+  [ "${WARM:-2}" = 0 ] || wrk_per_core 2 /dev/null /dev/null
   before=$(cpu_seconds "$pid")
-  taskset -c 0 wrk -t1 -c$((connections / 2)) -d"${secs}s" -s tests/bench/token.lua "https://$addr" >"$out/wrk-$name-0.txt" &
-  w=$!
-  taskset -c 1 wrk -t1 -c$((connections / 2)) -d"${secs}s" -s tests/bench/token.lua "https://$addr" >"$out/wrk-$name-1.txt"
-  wait "$w"
+  wrk_per_core "$secs" "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt"
   after=$(cpu_seconds "$pid")
   if grep -q "Non-2xx" "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt"; then
     echo "bench: the server answered errors under load ($out/wrk-$name-*.txt)" >&2; exit 1
   fi
   figure "${name}_rps" "$(awk '/Requests\/sec/ { r += $2 } END { printf "%.0f", r }' "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt")"
   figure "${name}_per_cpu_s" "$(awk -v a="$after" -v b="$before" '/requests in/ { n += $1 } END { printf "%.0f", n / (a - b) }' "$out/wrk-$name-0.txt" "$out/wrk-$name-1.txt")"
+}
+
+# wrk_per_core SECONDS OUT0 OUT1: the token load on $addr, one wrk on CPU 0 and one on CPU 1
+# at once, reports in OUT0 and OUT1.
+wrk_per_core() {
+  local w
+  taskset -c 0 wrk -t1 -c$((connections / 2)) -d"$1s" -s tests/bench/token.lua "https://$addr" >"$2" &
+  w=$!
+  taskset -c 1 wrk -t1 -c$((connections / 2)) -d"$1s" -s tests/bench/token.lua "https://$addr" >"$3"
+  wait "$w" # only this wrk: the servers are children of this shell too
 }
 
 # warm KIND PIN: 2 s of load on a fresh server before its samples.
